@@ -1,0 +1,307 @@
+"""SA-V file formats: train ``*_manual.json``, the val/test per-object PNG layout, DAVIS palette PNGs.
+
+Pure functions over bytes and arrays; the callers do I/O through :mod:`savflow.common.storage`.
+
+Layouts, relative to a split root::
+
+    JPEGImages_24fps/{video}/{frame:05d}.jpg          every frame of the 24 fps video (or every S-th)
+    Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png  SA-V val/test: one binary PNG per object and frame
+    Annotations_6fps/{video}/{frame:05d}.png           DAVIS style: one palette PNG per frame, value = obj id + 1
+    annotations/{video}_manual.json                    SA-V train annotation (what sam2's JSONRawDataset reads)
+
+A ``*_manual.json`` holds ``masklet``: one list per annotated frame (every ``ANN_EVERY``-th frame of the 24 fps
+video) of per-object COCO RLE dicts, or ``null`` where the object is absent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+ANN_EVERY = 4
+FRAMES_DIR = "JPEGImages_24fps"
+MASKS_DIR = "Annotations_6fps"
+ANNOTATIONS_DIR = "annotations"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class SavFormatError(ValueError):
+    """Bad SA-V input; names the file, the video and the field at fault."""
+
+    def __init__(self, message: str, *, file: str = "?", video: str = "?", field: str = "?") -> None:
+        self.file, self.video, self.field = file, video, field
+        super().__init__(f"{file}: video {video}: field {field}: {message}")
+
+
+def check_name(name: str, *, what: str = "video id", file: str = "?", video: str = "?") -> str:
+    """Return ``name`` if it is a plain file name (no ``/``, ``..``, absolute path), else raise."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
+        raise SavFormatError(f"{what} {name!r} is not a plain name", file=file, video=video, field=what)
+    return name
+
+
+def frames_path(video: str, frame: int) -> str:
+    return f"{FRAMES_DIR}/{check_name(video)}/{frame:05d}.jpg"
+
+
+def object_mask_path(video: str, obj: int, frame: int) -> str:
+    return f"{MASKS_DIR}/{check_name(video)}/{obj:03d}/{frame:05d}.png"
+
+
+def palette_mask_path(video: str, frame: int) -> str:
+    return f"{MASKS_DIR}/{check_name(video)}/{frame:05d}.png"
+
+
+def annotation_path(video: str) -> str:
+    return f"{ANNOTATIONS_DIR}/{check_name(video)}_manual.json"
+
+
+@dataclass(frozen=True)
+class ManualAnnotation:
+    """A validated SA-V ``*_manual.json``."""
+
+    video_id: str
+    frame_count: int
+    height: int
+    width: int
+    masklet: list[list[dict | None]]
+    masklet_ids: list[int]
+    size_buckets: list[str] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def num_objects(self) -> int:
+        return len(self.masklet_ids)
+
+    @property
+    def annotated_frames(self) -> list[int]:
+        """24 fps frame index of each entry of ``masklet``."""
+        return [i * ANN_EVERY for i in range(len(self.masklet))]
+
+
+def _int_field(data: dict, key: str, file: str, video: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value <= 0 \
+            or int(value) != value:
+        raise SavFormatError(f"must be a positive whole number, got {value!r}", file=file, video=video, field=key)
+    return int(value)
+
+
+def parse_manual_json(data: bytes | str | dict, *, file: str = "?") -> ManualAnnotation:
+    """Parse and validate a train ``*_manual.json`` (bytes, text or an already-loaded dict)."""
+    if not isinstance(data, (bytes, str)):
+        doc = data
+    else:
+        try:
+            doc = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SavFormatError(f"malformed JSON: {exc}", file=file, field="(document)") from exc
+    if not isinstance(doc, dict):
+        raise SavFormatError("top level must be an object", file=file, field="(document)")
+    video = doc.get("video_id")
+    if video is None:
+        raise SavFormatError("missing", file=file, field="video_id")
+    check_name(video, file=file, video=str(video), what="video_id")
+    frame_count = _int_field(doc, "video_frame_count", file, video)
+    height = _int_field(doc, "video_height", file, video)
+    width = _int_field(doc, "video_width", file, video)
+    masklet = doc.get("masklet")
+    if not isinstance(masklet, list) or not masklet:
+        raise SavFormatError("must be a non-empty list of frames", file=file, video=video, field="masklet")
+    expected_frames = math.ceil(frame_count / ANN_EVERY)
+    if len(masklet) > expected_frames:
+        raise SavFormatError(
+            f"{len(masklet)} annotated frames, but a {frame_count}-frame video annotated every {ANN_EVERY}th "
+            f"frame has at most {expected_frames}", file=file, video=video, field="masklet")
+    num_objects = doc.get("masklet_num", len(masklet[0]) if isinstance(masklet[0], list) else None)
+    if not isinstance(num_objects, int) or num_objects < 0:
+        raise SavFormatError(f"bad object count {num_objects!r}", file=file, video=video, field="masklet_num")
+    for i, frame in enumerate(masklet):
+        where = f"masklet[{i}]"
+        if not isinstance(frame, list):
+            raise SavFormatError("must be a list of objects", file=file, video=video, field=where)
+        if len(frame) != num_objects:
+            raise SavFormatError(f"{len(frame)} objects, expected {num_objects}", file=file, video=video,
+                                 field=where)
+        for j, rle in enumerate(frame):
+            if rle is None:
+                continue
+            _check_rle(rle, height, width, file=file, video=video, where=f"{where}[{j}]")
+    ids = doc.get("masklet_id", list(range(num_objects)))
+    if not isinstance(ids, list) or len(ids) != num_objects:
+        raise SavFormatError(f"must list {num_objects} ids", file=file, video=video, field="masklet_id")
+    for obj_id in ids:
+        if isinstance(obj_id, bool) or not isinstance(obj_id, int) or not 0 <= obj_id <= 999:
+            raise SavFormatError(f"object id {obj_id!r} is not a whole number in 0..999", file=file, video=video,
+                                 field="masklet_id")
+    if len(set(ids)) != len(ids):
+        raise SavFormatError("object ids repeat", file=file, video=video, field="masklet_id")
+    buckets = doc.get("masklet_size_bucket")
+    if buckets is not None and (not isinstance(buckets, list) or len(buckets) != num_objects):
+        raise SavFormatError(f"must list {num_objects} buckets", file=file, video=video,
+                             field="masklet_size_bucket")
+    return ManualAnnotation(video, frame_count, height, width, masklet, list(ids), buckets, doc)
+
+
+def _check_rle(rle: Any, height: int, width: int, *, file: str, video: str, where: str) -> None:
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise SavFormatError("must be a COCO RLE dict with size and counts", file=file, video=video, field=where)
+    size = rle["size"]
+    if list(size) != [height, width]:
+        raise SavFormatError(f"RLE size {list(size)} does not match the video's [height, width] "
+                             f"[{height}, {width}]", file=file, video=video, field=f"{where}.size")
+    if not isinstance(rle["counts"], (str, bytes, list)):
+        raise SavFormatError("counts must be a string or a list", file=file, video=video, field=f"{where}.counts")
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """COCO RLE (compressed or uncompressed counts) -> ``(H, W)`` bool mask."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(rle["counts"], list):
+        rle = mask_utils.frPyObjects(rle, *rle["size"])
+    elif isinstance(rle["counts"], str):
+        rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+    return mask_utils.decode(rle).astype(bool)
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """``(H, W)`` mask -> compressed COCO RLE with ``counts`` as text (as in SA-V JSON)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def iter_object_masks(ann: ManualAnnotation) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(frame, obj_id, mask)`` for every present object in every annotated frame, frame-major."""
+    for frame, objs in zip(ann.annotated_frames, ann.masklet):
+        for obj_id, rle in zip(ann.masklet_ids, objs):
+            if rle is not None:
+                yield frame, obj_id, decode_rle(rle)
+
+
+def manual_to_object_pngs(ann: ManualAnnotation) -> Iterator[tuple[str, bytes]]:
+    """The SA-V val/test per-object PNG layout of a manual annotation: ``(relative path, PNG bytes)`` pairs.
+
+    Like SA-V val/test, every object gets a PNG on every annotated frame, all zeros where it is absent
+    (``null`` in the JSON), so the evaluator sees the same frame list for every object.
+    """
+    empty = np.zeros((ann.height, ann.width), dtype=bool)
+    for frame, objs in zip(ann.annotated_frames, ann.masklet):
+        for obj_id, rle in zip(ann.masklet_ids, objs):
+            mask = empty if rle is None else decode_rle(rle)
+            yield object_mask_path(ann.video_id, obj_id, frame), encode_object_png(mask)
+
+
+# DAVIS palette: index 0 black, then the usual VOC colours (what sam2's save_ann_png writes).
+def _davis_palette() -> list[int]:
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+DAVIS_PALETTE = _davis_palette()
+
+
+def encode_object_png(mask: np.ndarray) -> bytes:
+    """One object's binary mask as a palette PNG holding 0/1 (the SA-V val/test and sam2 output format)."""
+    from PIL import Image
+
+    img = Image.fromarray(mask.astype(bool).astype(np.uint8), mode="P")
+    img.putpalette(DAVIS_PALETTE)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_palette_png(label: np.ndarray) -> bytes:
+    """A DAVIS-style label map (0 background, k = object k) as a palette PNG."""
+    from PIL import Image
+
+    if label.max(initial=0) > 255:
+        raise ValueError("a palette PNG holds at most 255 objects")
+    img = Image.fromarray(label.astype(np.uint8), mode="P")
+    img.putpalette(DAVIS_PALETTE)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def decode_png(data: bytes, *, file: str = "?") -> np.ndarray:
+    """PNG bytes -> the raw ``(H, W)`` uint8 index/grey values (palette indices are not mapped to colours)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        if img.mode not in ("P", "L", "1"):
+            img = img.convert("L")
+        return np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise SavFormatError(f"not a readable PNG: {exc}", file=file, field="(image)") from exc
+
+
+def decode_object_png(data: bytes, *, file: str = "?") -> np.ndarray:
+    """A per-object PNG -> bool mask (any non-zero value is foreground)."""
+    return decode_png(data, file=file) > 0
+
+
+def palette_to_objects(label: np.ndarray) -> dict[int, np.ndarray]:
+    """DAVIS label map -> ``{obj_id: mask}``, obj_id = label value - 1 (0-based like the SA-V folders)."""
+    return {int(v) - 1: label == v for v in np.unique(label) if v != 0}
+
+
+def objects_to_palette(masks: dict[int, np.ndarray]) -> np.ndarray:
+    """``{obj_id: mask}`` -> DAVIS label map; later (higher) ids win where masks overlap."""
+    shape = next(iter(masks.values())).shape
+    label = np.zeros(shape, dtype=np.uint8)
+    for obj_id in sorted(masks):
+        label[masks[obj_id]] = obj_id + 1
+    return label
+
+
+def parse_video_list(text: str, *, file: str = "?") -> list[str]:
+    """A ``sav_val.txt``-style list: one video id per line; blanks and ``#`` comments ignored, order kept,
+    duplicates rejected."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        name = line.split("#", 1)[0].strip()
+        if not name:
+            continue
+        check_name(name, file=f"{file}:{lineno}", video=name)
+        if name in seen:
+            raise SavFormatError("listed twice", file=f"{file}:{lineno}", video=name, field="video id")
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def format_video_list(videos: list[str]) -> str:
+    return "".join(f"{check_name(v)}\n" for v in videos)
+
+
+def subset_videos(available: list[str], wanted: list[str] | None, *, file: str = "?") -> list[str]:
+    """The videos of ``wanted`` (all of ``available`` when None), in the wanted order; unknown ids raise."""
+    if wanted is None:
+        return sorted(available)
+    have = set(available)
+    missing = [v for v in wanted if v not in have]
+    if missing:
+        raise SavFormatError(f"{len(missing)} listed videos not found: {', '.join(missing[:10])}",
+                             file=file, video=missing[0], field="video list")
+    return list(wanted)

@@ -1,0 +1,1 @@
+"""savflow evaluate step."""

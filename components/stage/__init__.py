@@ -1,0 +1,1 @@
+"""savflow stage step."""

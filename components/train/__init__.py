@@ -1,0 +1,1 @@
+"""savflow train step."""

@@ -1,0 +1,1 @@
+"""Pipeline definitions, the kfp.Client verbs and the savflow CLI."""
