@@ -12,7 +12,13 @@ import logging
 import sys
 
 COMMAND_MODULES = [
+    "savflow.pipelines.local_cli",
+    "savflow.stage.cli",
+    "savflow.train.cli",
+    "savflow.train.launch_cli",
+    "savflow.infer.cli",
     "savflow.evaluate.cli",
+    "savflow.pipelines.verbs_cli",
 ]
 
 

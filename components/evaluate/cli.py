@@ -1,0 +1,70 @@
+"""``savflow evaluate``: score predicted masks against SA-V ground truth and write results.csv + metrics.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from savflow.common import storage
+from savflow.common.savformat import SavFormatError, parse_video_list
+from savflow.evaluate.evaluator import EvaluationError, default_workers, evaluate
+from savflow.evaluate.results import summary_text, write_results
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="SA-V J&F of predicted masks against ground truth (same numbers as the SA-V benchmark)",
+        description=(
+            "Score predicted masks against ground truth with the SA-V / DAVIS J&F (region IoU and boundary "
+            "F-measure, mean over objects, x100). Both roots are storage URIs (gs://bucket/prefix or a local "
+            "path) of the folder that holds the video folders, in the SA-V layout {video}/{obj:03d}/{frame}.png "
+            "or the DAVIS palette layout {video}/{frame}.png; the predictions use the ground truth's layout. "
+            "Writes results.csv and metrics.json under --output."),
+    )
+    parser.add_argument("--gt-root", required=True,
+                        help="ground-truth masks, e.g. gs://bucket/sav/val/Annotations_6fps")
+    parser.add_argument("--pred-root", required=True, help="predicted masks, same layout as the ground truth")
+    parser.add_argument("--output", required=True, help="where results.csv and metrics.json go (URI)")
+    parser.add_argument("--video-list", help="URI of a text file of video ids, one per line (default: all "
+                                             "videos of the ground truth)")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail when a video has no predictions (default: skip and list it)")
+    parser.add_argument("--do-not-skip-first-last", action="store_true",
+                        help="also score the first and last annotated frames (SA-V val/test skip them)")
+    parser.add_argument("--num-workers", type=int, default=default_workers(),
+                        help="worker processes, one video at a time each (default: %(default)s, the CPUs here)")
+    parser.add_argument("--size-buckets",
+                        help="URI of a JSON {video: {obj: bucket}} (e.g. SA-V masklet_size_bucket) for scores "
+                             "per bucket")
+    parser.add_argument("--quiet", action="store_true", help="no per-object table and no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        videos = None
+        if args.video_list:
+            videos = parse_video_list(storage.read_text(args.video_list), file=args.video_list)
+        buckets = _read_buckets(args.size_buckets) if args.size_buckets else None
+        result = evaluate(args.gt_root, args.pred_root, videos, strict=args.strict,
+                          skip_first_last=not args.do_not_skip_first_last, num_workers=args.num_workers,
+                          size_buckets=buckets, progress=not args.quiet)
+    except (EvaluationError, SavFormatError, storage.StorageError) as exc:
+        print(f"savflow evaluate: error: {exc}", file=sys.stderr)
+        return 1
+    uris = write_results(result, args.output)
+    print(summary_text(result, table=not args.quiet))
+    print(f"Saved {uris['csv']} and {uris['json']}")
+    return 0
+
+
+def _read_buckets(uri: str) -> dict:
+    try:
+        buckets = json.loads(storage.read_text(uri))
+    except json.JSONDecodeError as exc:
+        raise EvaluationError(f"{uri}: not valid JSON: {exc}") from exc
+    if not isinstance(buckets, dict) or not all(isinstance(v, dict) for v in buckets.values()):
+        raise EvaluationError(f"{uri}: must be a JSON object {{video: {{obj: bucket}}}}")
+    return buckets

@@ -1,0 +1,135 @@
+"""What the KFP UI shows of an evaluation: a Markdown table and an HTML page with mask overlays.
+
+Both are built from an :class:`~savflow.evaluate.evaluator.EvalResult` and stay small (the UI renders artifacts
+inline, so the HTML embeds a few downscaled JPEG thumbnails, well under a megabyte, and the Markdown table is
+capped at :data:`MAX_TABLE_ROWS` object rows, worst first when cut).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from savflow.common import savformat, storage
+from savflow.evaluate.evaluator import EvalResult, ObjectResult
+
+MAX_TABLE_ROWS = 200
+THUMB_WIDTH = 320
+GT_COLOUR = (0, 255, 0)
+PRED_COLOUR = (255, 0, 255)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def markdown_report(result: EvalResult, *, title: str = "SA-V evaluation") -> str:
+    """Global scores, scores per size bucket (when known) and one row per video and object."""
+    total = result.global_scores
+    lines = [f"# {title}", "",
+             f"**J&F {_fmt(total.jf)}** (J {_fmt(total.j)}, F {_fmt(total.f)}) over {total.objects} objects in "
+             f"{len(result.per_video())} videos, {result.num_frames} object-frames"
+             f"{'' if result.skip_first_last else ', first and last frames included'}.", ""]
+    buckets = result.per_bucket()
+    if buckets:
+        lines += ["| size bucket | objects | J&F | J | F |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {b} | {s.objects} | {_fmt(s.jf)} | {_fmt(s.j)} | {_fmt(s.f)} |" for b, s in buckets.items()]
+        lines.append("")
+    objects = result.objects
+    note = ""
+    if len(objects) > MAX_TABLE_ROWS:
+        objects = sorted(objects, key=lambda o: o.jf)[:MAX_TABLE_ROWS]
+        note = f"Showing the {MAX_TABLE_ROWS} lowest of {len(result.objects)} objects; results.csv has all."
+    lines += ["| video | object | J&F | J | F | frames |", "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {o.video} | {o.obj} | {_fmt(o.jf)} | {_fmt(o.j)} | {_fmt(o.f)} | {len(o.frames)} |"
+              for o in objects]
+    if note:
+        lines += ["", note]
+    if result.skipped_videos:
+        lines += ["", f"Videos without predictions (skipped): {', '.join(result.skipped_videos)}"]
+    if result.unscored_objects:
+        lines += ["", "Objects without a score: " + "; ".join(f"{u.video}/{u.obj}: {u.reason}"
+                                                            for u in result.unscored_objects)]
+    return "\n".join(lines) + "\n"
+
+
+def overlay(frame: np.ndarray, gt: np.ndarray, pred: np.ndarray, *, width: int = THUMB_WIDTH) -> np.ndarray:
+    """The frame with the predicted mask tinted and the ground-truth outline drawn, downscaled to ``width``."""
+    import cv2
+
+    out = frame.astype(np.float32)
+    out[pred] = 0.55 * out[pred] + 0.45 * np.array(PRED_COLOUR, np.float32)
+    out = out.astype(np.uint8)
+    contours, _ = cv2.findContours(gt.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    thickness = max(1, frame.shape[1] // 320)
+    cv2.drawContours(out, contours, -1, GT_COLOUR, thickness)
+    height = max(1, round(frame.shape[0] * width / frame.shape[1]))
+    return cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _jpeg_data_uri(image: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Roots:
+    """Where the overlays read from: frames (``{video}/{frame}.jpg``), ground truth and predictions."""
+
+    frames: str
+    gt: str
+    pred: str
+
+
+def _picked_frames(obj: ObjectResult, count: int) -> list[str]:
+    """The object's worst frame by J plus evenly spread others, in time order."""
+    if not obj.frames:
+        return []
+    worst = obj.frames[int(np.argmin(obj.frame_j))]
+    spread = [obj.frames[i] for i in np.linspace(0, len(obj.frames) - 1, count).round().astype(int)]
+    return sorted(dict.fromkeys([worst, *spread]))[:count]
+
+
+def _object_figure(obj: ObjectResult, roots: Roots, frames_per_object: int) -> str:
+    from PIL import Image
+
+    cells = []
+    for frame in _picked_frames(obj, frames_per_object):
+        jpg = storage.read_bytes(storage.join(roots.frames, obj.video, f"{frame}.jpg"))
+        image = np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB"))
+        gt = savformat.decode_object_png(storage.read_bytes(storage.join(roots.gt, obj.video, obj.obj, f"{frame}.png")))
+        pred = savformat.decode_object_png(
+            storage.read_bytes(storage.join(roots.pred, obj.video, obj.obj, f"{frame}.png")))
+        j = obj.frame_j[obj.frames.index(frame)] * 100
+        cells.append(f'<figure><img src="{_jpeg_data_uri(overlay(image, gt, pred))}" alt="frame {frame}">'
+                     f"<figcaption>frame {html.escape(frame)}: J {j:.1f}</figcaption></figure>")
+    return (f"<h3>{html.escape(obj.video)} / object {html.escape(obj.obj)}: J&amp;F {_fmt(obj.jf)} "
+            f"(J {_fmt(obj.j)}, F {_fmt(obj.f)})</h3><div class=row>{''.join(cells)}</div>")
+
+
+def html_report(result: EvalResult, roots: Roots, *, objects_each_end: int = 2, frames_per_object: int = 3,
+                title: str = "SA-V evaluation") -> str:
+    """Overlays for the worst and the best objects (per-object layout only): predicted mask in magenta,
+    ground-truth outline in green."""
+    total = result.global_scores
+    ranked = sorted(result.objects, key=lambda o: o.jf)
+    worst = ranked[:objects_each_end]
+    best = [o for o in ranked[::-1][:objects_each_end] if o not in worst]
+    sections = [f"<h2>Worst objects</h2>{''.join(_object_figure(o, roots, frames_per_object) for o in worst)}"]
+    if best:
+        sections.append(f"<h2>Best objects</h2>{''.join(_object_figure(o, roots, frames_per_object) for o in best)}")
+    return (
+        "<!doctype html><html><head><meta charset=utf-8><title>" + html.escape(title) + "</title><style>"
+        "body{font-family:sans-serif;margin:1em}.row{display:flex;gap:8px;flex-wrap:wrap}"
+        "figure{margin:0}figcaption{font-size:12px}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p><b>J&amp;F {_fmt(total.jf)}</b> (J {_fmt(total.j)}, F {_fmt(total.f)}) "
+        f"over {total.objects} objects. Magenta: prediction; green outline: ground truth.</p>"
+        + "".join(sections) + "</body></html>"
+    )

@@ -1,0 +1,76 @@
+"""The pipeline's train step: run the worker where the backend says, then report what the run produced.
+
+``backend`` picks where the same worker runs: ``pytorchjob`` (Kubeflow Training Operator v1, the default),
+``trainjob`` (Kubeflow Trainer v2) or ``local`` (``torchrun`` on this machine, for ``savflow run-local``).
+After a successful run the step reads ``train_metrics.json`` and the ``latest.json`` pointer from the experiment
+directory, so what it reports is what the workers published, whoever ran them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
+
+from savflow.common import storage
+from savflow.train import checkpoints, jobspec, launcher
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("pytorchjob", "trainjob", "local")
+
+
+@dataclass(frozen=True)
+class TrainStepResult:
+    """The published model-only checkpoint of the newest step, and the run's ``train_metrics.json``."""
+
+    checkpoint: str
+    step: int
+    metrics: dict[str, Any]
+
+
+def job_name(run_id: str, prefix: str = "savflow-train") -> str:
+    """A Kubernetes name that is the same on every retry of one pipeline run (so a retry adopts the job)."""
+    suffix = "".join(c for c in run_id.lower() if c.isalnum())[:12] or "manual"
+    return f"{prefix}-{suffix}"
+
+
+def run_train_step(spec: jobspec.TrainJobSpec, *, backend: str, run_id: str, experiment_dir: str,
+                   namespace: str | None = None, timeout_s: float = 7 * 24 * 3600) -> TrainStepResult:
+    """Run training for ``spec`` on ``backend`` and return what it published under ``experiment_dir``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "local":
+        launcher.run_local(spec, timeout_s=timeout_s, emit=log.info)
+    else:
+        launcher.launch(spec, job_name(run_id), namespace=namespace or None, kind=launcher.KINDS[backend],
+                        timeout_s=timeout_s, emit=log.info)
+    latest = checkpoints.read_latest_pointer(experiment_dir)
+    if latest is None:
+        raise RuntimeError(f"training finished but {experiment_dir} has no published checkpoint "
+                           f"({checkpoints.CHECKPOINTS_DIR}/{checkpoints.LATEST} is missing)")
+    metrics = json.loads(storage.read_text(storage.join(experiment_dir, checkpoints.METRICS)))
+    return TrainStepResult(checkpoint=latest.model, step=latest.step, metrics=metrics)
+
+
+def build_spec(*, image: str, config: str, train_frames: str, train_annotations: str, experiment_dir: str,
+               checkpoint: str = "", file_list: str = "", epochs: int = 0, batch_size: int = 0, num_workers: int = -1,
+               seed: int = -1, overrides: Sequence[str] = (), nodes: int = 1, gpus_per_node: int = 1,
+               cpu: str = "8", memory: str = "64Gi", shm_size: str = "16Gi", scratch_size: str = "200Gi",
+               node_selector: Mapping[str, str] | None = None, tolerations: Sequence[Mapping[str, Any]] | None = None,
+               service_account: str = "savflow-train", credentials_secret: str = "",
+               env: Mapping[str, str] | None = None) -> jobspec.TrainJobSpec:
+    """A :class:`TrainJobSpec` from pipeline parameters, where 0, -1 and "" mean "the config's default"."""
+    args = jobspec.worker_args(
+        config=config, train_frames=train_frames, train_annotations=train_annotations,
+        file_list=file_list or None, checkpoint=checkpoint or None, experiment_dir=experiment_dir,
+        batch_size=batch_size or None, epochs=epochs or None, num_workers=None if num_workers < 0 else num_workers,
+        seed=None if seed < 0 else seed, resume="auto", overrides=tuple(overrides))
+    spec = jobspec.TrainJobSpec(
+        worker_args=args, image=image, nodes=nodes, gpus_per_node=gpus_per_node, cpu=cpu, memory=memory,
+        shm_size=shm_size, scratch_size=scratch_size, node_selector=dict(node_selector or {}),
+        service_account=service_account, credentials_secret=credentials_secret or None, env=dict(env or {}))
+    if tolerations is not None:
+        spec = replace(spec, tolerations=tuple(tolerations))
+    return spec

@@ -1,0 +1,60 @@
+"""``sav-evaluate``: the recurring evaluation of an experiment's newest (or a given) checkpoint on SA-V val/test.
+
+resolve checkpoint -> inference fan-out -> evaluate -> compare with the experiment's previous evaluation and a
+baseline; the run fails when J&F fell by more than ``max_drop`` points. The data is already staged (the
+``sav-finetune`` pipeline or ``savflow stage`` put it under ``staged_val``).
+"""
+
+from kfp import dsl
+
+from savflow.evaluate.component import check_regression, resolve_checkpoint
+from savflow.pipelines.fanout import infer_and_evaluate
+from savflow.pipelines.task_settings import GPU_TOLERATION, TaskSettings
+from savflow.train.jobspec import DEFAULT_IMAGE
+
+RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+
+
+def build(cluster: bool = True):
+    """The pipeline, with Kubernetes task settings (``cluster``) or without them (for ``kfp.local``)."""
+    ts = TaskSettings(cluster)
+
+    @dsl.pipeline(name="sav-evaluate",
+                  description="Evaluate a SAM 2 checkpoint on SA-V (J&F) and guard against regressions.")
+    def sav_evaluate(
+        staged_val: str,
+        experiment_dir: str,
+        checkpoint: str = "",
+        val_video_list: str = "",
+        image: str = DEFAULT_IMAGE,
+        model_config: str = "configs/sam2.1/sam2.1_hiera_b+.yaml",
+        infer_shards: int = 4,
+        use_all_masks: bool = False,
+        track_later_objects: bool = True,
+        infer_device: str = "auto",
+        accelerator_type: str = "nvidia-tesla-a100",
+        node_selector: dict = {},
+        tolerations: list = [GPU_TOLERATION],
+        max_drop: float = 1.0,
+        baseline: float = -1.0,
+    ) -> str:
+        resolved = resolve_checkpoint(checkpoint=checkpoint, experiment_dir=experiment_dir)
+        ts.uncached(ts.image(resolved, image))
+        eval_dir = f"{experiment_dir}/eval/{RUN_ID}"
+        scores = infer_and_evaluate(
+            ts, image=image, checkpoint=resolved.output, model_config=model_config,
+            frames=f"{staged_val}/JPEGImages_24fps", masks=f"{staged_val}/Annotations_6fps",
+            annotations_root=f"{staged_val}/annotations", pred_root=f"{eval_dir}/pred", eval_root=eval_dir,
+            video_list=val_video_list, num_shards=infer_shards, use_all_masks=use_all_masks,
+            track_later_objects=track_later_objects, device=infer_device, accelerator_type=accelerator_type,
+            node_selector=node_selector, tolerations=tolerations, title="evaluation")
+        verdict = check_regression(experiment_dir=experiment_dir, run_id=RUN_ID, checkpoint=resolved.output,
+                                   eval_output=eval_dir, max_drop=max_drop, baseline=baseline)
+        verdict.after(scores)
+        ts.uncached(ts.image(verdict, image))
+        return verdict.output
+
+    return sav_evaluate
+
+
+sav_evaluate = build()

@@ -1,0 +1,113 @@
+"""``sav-finetune``: stage SA-V -> fine-tune SAM 2.1 (PyTorchJob) -> inference fan-out -> evaluate -> publish.
+
+The starting checkpoint is evaluated on the same videos while training runs, so every run reports J&F before and
+after fine-tuning. Paths of one run live under ``{experiment_dir}/eval/{run id}/``.
+"""
+
+from kfp import dsl
+
+from savflow.evaluate.component import publish_finetune
+from savflow.pipelines.fanout import infer_and_evaluate
+from savflow.pipelines.task_settings import GPU_TOLERATION, TaskSettings
+from savflow.stage.component import shard_indices, stage_shard
+from savflow.train.component import train
+from savflow.train.jobspec import DEFAULT_IMAGE
+
+RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+
+
+def build(cluster: bool = True):
+    """The pipeline, with Kubernetes task settings (``cluster``) or without them (for ``kfp.local``)."""
+    ts = TaskSettings(cluster)
+
+    @dsl.pipeline(name="sav-finetune",
+                  description="Fine-tune SAM 2.1 on SA-V and evaluate it (J&F) before and after.")
+    def sav_finetune(
+        raw_train: str,
+        raw_val: str,
+        staged_train: str,
+        staged_val: str,
+        experiment_dir: str,
+        init_checkpoint: str,
+        train_video_list: str = "",
+        val_video_list: str = "",
+        image: str = DEFAULT_IMAGE,
+        train_config: str = "sam2.1_hiera_b+_sav_finetune",
+        model_config: str = "configs/sam2.1/sam2.1_hiera_b+.yaml",
+        epochs: int = 0,
+        batch_size: int = 0,
+        seed: int = -1,
+        train_overrides: list = [],
+        train_backend: str = "pytorchjob",
+        nodes: int = 1,
+        gpus_per_node: int = 8,
+        train_cpu: str = "32",
+        train_memory: str = "256Gi",
+        train_shm: str = "64Gi",
+        train_scratch: str = "500Gi",
+        train_timeout_s: int = 604800,
+        namespace: str = "",
+        train_service_account: str = "savflow-train",
+        credentials_secret: str = "",
+        stage_shards: int = 4,
+        sample_rate: int = 1,
+        jpeg_quality: int = 95,
+        train_layout: str = "tar",
+        stage_max_failures: int = 0,
+        infer_shards: int = 4,
+        use_all_masks: bool = False,
+        track_later_objects: bool = True,
+        infer_device: str = "auto",
+        accelerator_type: str = "nvidia-tesla-a100",
+        node_selector: dict = {},
+        tolerations: list = [GPU_TOLERATION],
+    ) -> float:
+        indices = ts.image(shard_indices(num_shards=stage_shards), image)
+        with dsl.ParallelFor(indices.output) as k:
+            stage_train = stage_shard(source=raw_train, dest=staged_train, shard=k, num_shards=stage_shards,
+                                      video_list=train_video_list, sample_rate=sample_rate,
+                                      jpeg_quality=jpeg_quality, layout=train_layout, max_failures=stage_max_failures)
+            ts.name(stage_train, "stage train")
+            ts.scratch(ts.retries(ts.image(stage_train, image)))
+            stage_val = stage_shard(source=raw_val, dest=staged_val, shard=k, num_shards=stage_shards,
+                                    video_list=val_video_list, sample_rate=1, jpeg_quality=jpeg_quality, layout="dir",
+                                    max_failures=stage_max_failures)
+            ts.name(stage_val, "stage val")
+            ts.scratch(ts.retries(ts.image(stage_val, image)))
+
+        eval_dir = f"{experiment_dir}/eval/{RUN_ID}"
+        common = dict(image=image, model_config=model_config, frames=f"{staged_val}/JPEGImages_24fps",
+                      masks=f"{staged_val}/Annotations_6fps", annotations_root=f"{staged_val}/annotations",
+                      video_list=val_video_list, num_shards=infer_shards, use_all_masks=use_all_masks,
+                      track_later_objects=track_later_objects, device=infer_device,
+                      accelerator_type=accelerator_type, node_selector=node_selector, tolerations=tolerations)
+
+        base = infer_and_evaluate(ts, checkpoint=init_checkpoint, pred_root=f"{eval_dir}/base/pred",
+                                  eval_root=f"{eval_dir}/base", title="starting checkpoint", after=[stage_val],
+                                  **common)
+
+        trained = train(image=image, config=train_config, train_frames=f"{staged_train}/JPEGImages_24fps",
+                        train_annotations=f"{staged_train}/annotations", experiment_dir=experiment_dir,
+                        run_id=RUN_ID, checkpoint=init_checkpoint, file_list=train_video_list, epochs=epochs,
+                        batch_size=batch_size, seed=seed, overrides=train_overrides, backend=train_backend,
+                        nodes=nodes, gpus_per_node=gpus_per_node, cpu=train_cpu, memory=train_memory,
+                        shm_size=train_shm, scratch_size=train_scratch, node_selector=node_selector,
+                        tolerations=tolerations, service_account=train_service_account,
+                        credentials_secret=credentials_secret, namespace=namespace, timeout_s=train_timeout_s)
+        trained.after(stage_train)
+        ts.uncached(ts.image(trained, image))
+        checkpoint = trained.outputs["Output"]
+
+        tuned = infer_and_evaluate(ts, checkpoint=checkpoint, pred_root=f"{eval_dir}/finetuned/pred",
+                                   eval_root=f"{eval_dir}/finetuned", title="fine-tuned", after=[stage_val], **common)
+
+        publish = publish_finetune(base_jf=base.outputs["Output"], tuned_jf=tuned.outputs["Output"],
+                                   experiment_dir=experiment_dir, run_id=RUN_ID, checkpoint=checkpoint,
+                                   eval_output=f"{eval_dir}/finetuned")
+        ts.uncached(ts.image(publish, image))
+        return publish.outputs["Output"]
+
+    return sav_finetune
+
+
+sav_finetune = build()

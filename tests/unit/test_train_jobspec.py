@@ -1,0 +1,93 @@
+"""Pure parts of the training launch: the spec, the worker's command line, the rendered shapes, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pytest
+import yaml
+
+from savflow.train import jobspec, launch_cli, launcher, pytorchjob, trainjob
+from savflow.train.jobspec import TrainJobSpec
+
+
+def test_worker_args_keep_order_and_leave_out_unset_options() -> None:
+    args = jobspec.worker_args(config="c", train_frames="gs://b/f", epochs=3, resume="auto",
+                               overrides=["trainer.max_epochs=3", "a=b"])
+    assert args == ("--config", "c", "--train-frames", "gs://b/f", "--epochs", "3", "--resume", "auto",
+                    "--override", "trainer.max_epochs=3", "--override", "a=b")
+
+
+def test_pytorchjob_shape_follows_nodes_and_gpus() -> None:
+    spec = TrainJobSpec(worker_args=("--config", "c"), nodes=3, gpus_per_node=4, cpu="16")
+    job = pytorchjob.render_pytorchjob(spec, "j", "ns")
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 2)
+    assert job["spec"]["nprocPerNode"] == "4"
+    container = replicas["Worker"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["torchrun", "-m", "savflow.train.worker", "--config", "c"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert {"name": "OMP_NUM_THREADS", "value": "4"} in container["env"]  # 16 CPUs over 4 processes
+    single = pytorchjob.render_pytorchjob(TrainJobSpec(nodes=1, gpus_per_node=0), "j")
+    assert set(single["spec"]["pytorchReplicaSpecs"]) == {"Master"}
+    assert single["spec"]["nprocPerNode"] == "1"
+    assert "nvidia.com/gpu" not in single["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"][
+        "containers"][0]["resources"]["limits"]
+    assert "namespace" not in single["metadata"]
+
+
+def test_trainjob_runs_the_same_command_and_sizes() -> None:
+    spec = TrainJobSpec(worker_args=("--config", "c"), nodes=2, gpus_per_node=8, credentials_secret="key")
+    job = trainjob.render_trainjob(spec, "j", "ns")
+    assert job["spec"]["trainer"]["command"] == jobspec.worker_command(spec)
+    assert (job["spec"]["trainer"]["numNodes"], job["spec"]["trainer"]["numProcPerNode"]) == (2, 8)
+    env = {e["name"]: e["value"] for e in job["spec"]["trainer"]["env"]}
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/run/secrets/savflow/gcp/key.json"
+    assert not [name for name in env if name.startswith("PET_")]
+
+
+def test_kubelet_timestamps_order_despite_trimmed_fractions() -> None:
+    stamps = ["2024-05-01T10:00:00Z", "2024-05-01T10:00:00.05Z", "2024-05-01T10:00:00.5Z",
+              "2024-05-01T10:00:00.500000001Z", "2024-05-01T10:00:01Z"]
+    parsed = [launcher._parse_timestamp(s) for s in stamps]
+    assert parsed == sorted(parsed) and len(set(parsed)) == len(parsed)
+    assert sorted(stamps) != stamps  # as text they would not sort
+
+
+def test_local_command_is_torchrun_standalone_over_the_worker() -> None:
+    spec = TrainJobSpec(worker_args=("--config", "c"), gpus_per_node=2)
+    assert launcher.local_command(spec) == [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                            "--nnodes", "1", "--nproc-per-node", "2", "-m",
+                                            "savflow.train.worker", "--config", "c"]
+    env = launcher.local_env(spec, base={"PATH": "/bin", "RANK": "3", "PET_NNODES": "2", "HOME": "/h"})
+    assert env["PATH"] == "/bin" and "RANK" not in env and "PET_NNODES" not in env
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("nvidia.com/gpu:NoSchedule", {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}),
+    ("pool=gpu:NoExecute", {"key": "pool", "operator": "Equal", "value": "gpu", "effect": "NoExecute"}),
+    ("spot=true", {"key": "spot", "operator": "Equal", "value": "true"}),
+])
+def test_tolerations_parse_like_kubectl_taint(text: str, expected: dict[str, str]) -> None:
+    assert launch_cli.parse_toleration(text) == expected
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    launch_cli.register(parser.add_subparsers())
+    return parser.parse_args(["launch-train", *argv])
+
+
+def test_cli_builds_the_spec_and_prints_the_manifest(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parse(["--name", "sav-1", "--namespace", "ml", "--nodes", "2", "--gpus-per-node", "4",
+                   "--node-selector", "pool=a100", "--toleration", "pool=a100:NoSchedule", "--env", "NCCL_DEBUG=INFO",
+                   "--config", "c", "--epochs", "2", "--override", "x=1", "--print-manifest"])
+    spec = launch_cli.spec_from_args(args)
+    assert spec.worker_args == ("--config", "c", "--epochs", "2", "--override", "x=1")
+    assert spec.node_selector == {"pool": "a100"} and spec.env == {"NCCL_DEBUG": "INFO"}
+    assert spec.tolerations == ({"key": "pool", "operator": "Equal", "value": "a100", "effect": "NoSchedule"},)
+    assert args.func(args) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == pytorchjob.render_pytorchjob(spec, "sav-1", "ml")
+    assert launch_cli.spec_from_args(_parse(["--name", "n", "--config", "c"])).tolerations == (
+        jobspec.GPU_TOLERATION,)
