@@ -7,6 +7,8 @@ For each clip in tests/data/videos (1280x720 H.264) and each sample rate (1 and 
 * ours: :func:`savflow.stage.stage.stage` on the same clip (with a generated manual.json, since the clips ship
   without one), JPEG quality 95, ``--workers`` threads, into a local folder, ``dir`` and ``tar`` layouts.
 
+Both write the same JPEG files byte for byte (checked; the benchmark exits non-zero otherwise).
+
 Each run is a fresh subprocess; its time covers the work only (not the imports) and its peak memory is its own
 peak RSS (``resource.getrusage``). Frames/s counts the frames of the video (all of them are decoded either way).
 To show that our memory does not grow with the video, the first clip is also run concatenated twice (remuxed,
@@ -181,6 +183,17 @@ def start_emulator() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("gcp-storage-emulator did not start")
 
 
+def same_output(baseline: Path, ours: Path) -> None:
+    """Both sides must produce the same JPEG files, byte for byte (same pixels, same encoder and quality), or
+    the comparison would not be of the same work."""
+    names = sorted(p.name for p in baseline.iterdir())
+    if names != sorted(p.name for p in ours.iterdir()) or any(
+            (baseline / n).read_bytes() != (ours / n).read_bytes() for n in names):
+        raise SystemExit(f"bench_stage: outputs differ between {baseline} and {ours}")
+    shutil.rmtree(baseline)
+    shutil.rmtree(ours.parent.parent)
+
+
 def bench_speed(tmp: Path, workers: int, repeat: int) -> list[str]:
     lines = []
     ratios: dict[int, list[float]] = {}
@@ -197,9 +210,12 @@ def bench_speed(tmp: Path, workers: int, repeat: int) -> list[str]:
                         got = run_child("baseline", str(clip), str(rate), str(out))
                     else:
                         got = run_child("ours", str(source), str(rate), str(out), str(workers), name)
-                    shutil.rmtree(out, ignore_errors=True)
+                    if r or name == "tar":
+                        shutil.rmtree(out, ignore_errors=True)
                     if name not in runs or got["seconds"] < runs[name]["seconds"]:
                         runs[name] = got
+            same_output(tmp / f"out_{video}_{rate}_baseline_0", tmp / f"out_{video}_{rate}_dir_0" / "JPEGImages_24fps"
+                        / video)
             base = runs["baseline"]
             for name in ("dir", "tar"):
                 ratios.setdefault(rate, []).append(base["seconds"] / runs[name]["seconds"])

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
 
 # name -> (module, attribute of the @dsl.pipeline function). The name is also the compiled file's stem.
@@ -49,6 +51,7 @@ def compile_pipeline(name: str, package_path: str | Path,
     package_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{package_path.name}.", suffix=".yaml", dir=package_path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)
     try:
         compiler.Compiler().compile(pipeline_func=load_pipeline(name, registry), package_path=tmp)
         os.replace(tmp, package_path)
@@ -66,12 +69,19 @@ def compile_all(out_dir: str | Path = COMPILED_DIR, names: Iterable[str] | None 
 
 def is_stale(compiled_dir: str | Path = COMPILED_DIR, names: Iterable[str] | None = None,
              registry: Mapping[str, tuple[str, str]] = PIPELINES) -> list[str]:
-    """Names whose file in ``compiled_dir`` is missing or differs from a fresh compile (empty: all fresh)."""
+    """Names whose file in ``compiled_dir`` is missing or differs from a fresh compile (empty: all fresh).
+
+    The YAML documents are compared, not the text: KFP's header comment prints dict defaults in an order that
+    varies between runs, while the pipeline spec itself does not."""
     stale = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in _names(names, registry):
             fresh = compile_pipeline(name, Path(tmp) / f"{name}.yaml", registry).read_text()
             committed = Path(compiled_dir) / f"{name}.yaml"
-            if not committed.is_file() or committed.read_text() != fresh:
+            if not committed.is_file() or _documents(committed.read_text()) != _documents(fresh):
                 stale.append(name)
     return stale
+
+
+def _documents(text: str) -> list:
+    return list(yaml.safe_load_all(text))

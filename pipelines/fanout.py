@@ -12,26 +12,26 @@ from kfp import dsl
 
 from savflow.evaluate.component import evaluate
 from savflow.infer.component import infer_shard, plan_inference_shards
-from savflow.pipelines.task_settings import TaskSettings
+from savflow.pipelines.task_settings import INFER, TaskSettings
 
 MAX_PARALLEL_SHARDS = 0
 
 
-def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, frames, masks, annotations_root, pred_root, eval_root,
-                       video_list, num_shards, use_all_masks, track_later_objects, device, accelerator_type,
-                       node_selector, tolerations, title: str, after=()) -> dsl.PipelineTask:
+def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, frames, masks, annotations_root,
+                       pred_root, eval_root, video_list, num_shards, use_all_masks, track_later_objects, device,
+                       accelerator_type, node_selector, tolerations, title: str, after=()) -> dsl.PipelineTask:
     """Add the fan-out over ``num_shards`` shards and the evaluation; returns the evaluate task."""
-    plan = ts.image(plan_inference_shards(frames=frames, masks=masks, num_shards=num_shards, checkpoint=checkpoint,
-                                          video_list=video_list), image)
+    plan = plan_inference_shards(frames=frames, masks=masks, num_shards=num_shards, checkpoint=checkpoint,
+                                 video_list=video_list)
+    ts.uncached(ts.image(plan, image))
     ts.name(plan, f"plan shards ({title})")
     for task in after:
         plan.after(task)
     with dsl.ParallelFor(plan.output, parallelism=MAX_PARALLEL_SHARDS) as shard:
-        infer = infer_shard(shard=shard, model_config=model_config, frames=frames,
-                            masks=masks, output=pred_root, use_all_masks=use_all_masks,
-                            track_later_objects=track_later_objects, device=device)
+        infer = infer_shard(shard=shard, model_config=model_config, frames=frames, masks=masks, output=pred_root,
+                            use_all_masks=use_all_masks, track_later_objects=track_later_objects, device=device)
         ts.name(infer, f"infer ({title})")
-        ts.image(infer, image)
+        ts.image(infer, image, INFER)
         ts.retries(infer)
         ts.scratch(infer)
         ts.gpu(infer, accelerator_type, node_selector, tolerations)

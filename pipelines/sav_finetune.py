@@ -8,7 +8,7 @@ from kfp import dsl
 
 from savflow.evaluate.component import publish_finetune
 from savflow.pipelines.fanout import infer_and_evaluate
-from savflow.pipelines.task_settings import GPU_TOLERATION, TaskSettings
+from savflow.pipelines.task_settings import GPU_TOLERATION, STAGE, TaskSettings
 from savflow.stage.component import shard_indices, stage_shard
 from savflow.train.component import train
 from savflow.train.jobspec import DEFAULT_IMAGE
@@ -68,12 +68,12 @@ def build(cluster: bool = True):
                                       video_list=train_video_list, sample_rate=sample_rate,
                                       jpeg_quality=jpeg_quality, layout=train_layout, max_failures=stage_max_failures)
             ts.name(stage_train, "stage train")
-            ts.scratch(ts.retries(ts.image(stage_train, image)))
+            ts.uncached(ts.scratch(ts.retries(ts.image(stage_train, image, STAGE))))
             stage_val = stage_shard(source=raw_val, dest=staged_val, shard=k, num_shards=stage_shards,
                                     video_list=val_video_list, sample_rate=1, jpeg_quality=jpeg_quality, layout="dir",
                                     max_failures=stage_max_failures)
             ts.name(stage_val, "stage val")
-            ts.scratch(ts.retries(ts.image(stage_val, image)))
+            ts.uncached(ts.scratch(ts.retries(ts.image(stage_val, image, STAGE))))
 
         eval_dir = f"{experiment_dir}/eval/{RUN_ID}"
         common = dict(image=image, model_config=model_config, frames=f"{staged_val}/JPEGImages_24fps",

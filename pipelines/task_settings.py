@@ -17,15 +17,35 @@ SCRATCH_MOUNT = "/scratch"
 # kfp-kubernetes takes an ephemeral volume's size only at compile time.
 SCRATCH_SIZE = "200Gi"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+# Clusters without Workload Identity keep a GCP service-account key in this Secret (k8s/overlays/generic); steps
+# mount it when it exists and savflow.common.storage uses it through SAVFLOW_GCP_KEY_FILE.
+CREDENTIALS_SECRET = "savflow-gcp-key"
+CREDENTIALS_DIR = "/var/run/secrets/savflow/gcp"
+# The image's unprivileged user (docker/Dockerfile).
+RUN_AS = 10001
+# (cpu, memory) requests = limits of each kind of step.
+LIGHT = ("1", "4Gi")
+STAGE = ("8", "16Gi")
+INFER = ("8", "48Gi")
 
 
 @dataclass(frozen=True)
 class TaskSettings:
     cluster: bool = True
 
-    def image(self, task: PipelineTask, image) -> PipelineTask:
-        """Run the task in the pipeline's ``image`` parameter rather than the components' default."""
-        return task.set_container_image(image) if self.cluster else task
+    def image(self, task: PipelineTask, image, size: tuple[str, str] = LIGHT) -> PipelineTask:
+        """What every task gets: the pipeline's ``image`` parameter (rather than the components' default), our
+        non-root user, the optional key Secret, and CPU/memory requests equal to limits (the compiler adds the other pod security
+        defaults: no privilege escalation, all capabilities dropped, RuntimeDefault seccomp)."""
+        if not self.cluster:
+            return task
+        kubernetes.set_security_context(task, run_as_user=RUN_AS, run_as_group=RUN_AS, run_as_non_root=True)
+        kubernetes.use_secret_as_volume(task, secret_name=CREDENTIALS_SECRET, mount_path=CREDENTIALS_DIR,
+                                        optional=True)
+        task.set_env_variable("SAVFLOW_GCP_KEY_FILE", f"{CREDENTIALS_DIR}/key.json")
+        cpu, memory = size
+        task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
+        return task.set_container_image(image)
 
     def scratch(self, task: PipelineTask, size: str = SCRATCH_SIZE) -> PipelineTask:
         """A generic ephemeral volume for local frames (made and deleted with the pod), used as TMPDIR."""
@@ -52,7 +72,9 @@ class TaskSettings:
         return task
 
     def uncached(self, task: PipelineTask) -> PipelineTask:
-        """Steps that read "latest" (newest checkpoint, history) must run every time."""
+        """Steps that read what may have changed since an earlier run with the same inputs (the newest
+        checkpoint, the history, a raw split that gained videos) must run every time; they skip finished work
+        themselves."""
         return task.set_caching_options(False)
 
     def name(self, task: PipelineTask, display_name: str) -> PipelineTask:

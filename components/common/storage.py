@@ -77,14 +77,24 @@ _client_lock = threading.Lock()
 _clients: dict[int, object] = {}
 
 
+# A service-account key file that is used when it exists (clusters without Workload Identity mount one there);
+# unlike GOOGLE_APPLICATION_CREDENTIALS, a missing file means "use the default credentials", not an error, so
+# one pipeline definition serves both kinds of cluster.
+KEY_FILE_ENV = "SAVFLOW_GCP_KEY_FILE"
+
+
 def gcs_client():
-    """One google-cloud-storage client per process (honours ``STORAGE_EMULATOR_HOST``)."""
+    """One google-cloud-storage client per process (honours ``STORAGE_EMULATOR_HOST`` and
+    ``SAVFLOW_GCP_KEY_FILE``; otherwise Application Default Credentials, e.g. GKE Workload Identity)."""
     from google.cloud import storage
 
     pid = os.getpid()
     with _client_lock:
         if pid not in _clients:
-            if os.environ.get("STORAGE_EMULATOR_HOST"):
+            key_file = os.environ.get(KEY_FILE_ENV, "")
+            if key_file and os.path.isfile(key_file):
+                _clients[pid] = storage.Client.from_service_account_json(key_file)
+            elif os.environ.get("STORAGE_EMULATOR_HOST"):
                 from google.auth.credentials import AnonymousCredentials
 
                 _clients[pid] = storage.Client(

@@ -22,6 +22,7 @@ from pathlib import Path
 from savflow.common import markers, storage
 from savflow.common.failures import FailureReport
 from savflow.common.savformat import FRAMES_DIR, MASKS_DIR, check_name
+from savflow.stage.materialize import staged_split_of
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
@@ -48,11 +49,9 @@ class Sources:
     def resolve(cls, frames: str, masks: str) -> "Sources":
         """Find out whether ``frames`` belongs to a staged split (one listing of its markers)."""
         frames, masks = frames.rstrip("/"), masks.rstrip("/")
-        if frames.endswith("/" + FRAMES_DIR):
-            split = frames[: -len(FRAMES_DIR) - 1]
-            staged = markers.done_units(split)
-            if staged:
-                return cls(frames, masks, split, frozenset(staged))
+        staged = staged_split_of(frames)
+        if staged is not None:
+            return cls(frames, masks, staged[0], frozenset(staged[1]))
         return cls(frames, masks, None)
 
     @property

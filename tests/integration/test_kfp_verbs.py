@@ -8,7 +8,6 @@ component's annotations as types.)
 """
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -368,7 +367,4 @@ def test_compile_output_is_identical_across_processes(tmp_path, package):
 
 def test_committed_pipelines_are_fresh():
     """Fails when pipelines/compiled/*.yaml differ from the code; fix with `savflow compile`."""
-    missing = [m for m, _ in compile_mod.PIPELINES.values() if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"pipeline module(s) not written yet: {', '.join(missing)}")
     assert compile_mod.is_stale() == [], "run `savflow compile` and commit pipelines/compiled/"

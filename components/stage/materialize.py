@@ -1,0 +1,156 @@
+"""Materialize staged videos onto local disk for training and inference pods.
+
+Training (sam2's ``JSONRawDataset``) and inference read frames from a local folder; this copies a list of staged
+videos there, from either layout, in parallel, into the same relative paths as the staged root::
+
+    {local}/JPEGImages_24fps/{video}/{frame:05d}.jpg
+    {local}/annotations/{video}_manual.json        (train)
+    {local}/Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png   (val/test)
+    {local}/file_list.txt                           the videos of this call that are complete locally
+    {local}/_done/{video}.json                      local completion marker (a copy of the staged one)
+
+Only videos with a staged completion marker are copied, every file is checked against the marker (archive
+SHA-256, per-file size and CRC-32), and the local marker is written last, so a pod killed half-way redoes just
+the unfinished videos next time and skips the complete ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from savflow.common import markers, savformat, storage
+from savflow.common.failures import FailureReport
+from savflow.stage import layout as lay
+
+log = logging.getLogger(__name__)
+
+_HASH_CHUNK = 1 << 20
+
+
+class MaterializeError(RuntimeError):
+    """A staged video cannot be copied (no marker, or its data does not match the marker)."""
+
+
+def _clear_local(local_root: Path, video: str) -> None:
+    """Remove what an unfinished earlier attempt left, so no stale frame survives into the new copy."""
+    for prefix in lay.video_prefixes(video):
+        shutil.rmtree(local_root / prefix, ignore_errors=True)
+    (local_root / savformat.annotation_path(video)).unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _from_archive(staged_root: str, local_root: Path, video: str, marker: dict[str, Any], tmp: Path) -> None:
+    archive = marker["archive"]
+    if archive.get("name") != lay.archive_name(video):
+        raise MaterializeError(f"{staged_root}: marker of {video} names archive {archive.get('name')!r}")
+    uri = storage.join(staged_root, archive["name"])
+    path = storage.download_file(uri, tmp / f"{video}.tar")
+    try:
+        size = path.stat().st_size
+        if size != archive["size"] or _sha256(path) != archive["sha256"]:
+            raise MaterializeError(f"{uri}: size or SHA-256 differs from its marker (got {size} bytes)")
+        with open(path, "rb") as fh:
+            for entry in marker["files"]:
+                fh.seek(entry["offset"])
+                data = fh.read(entry["size"])
+                lay.check_data(entry, data, where=uri)
+                out = local_root / entry["name"]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(data)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _from_dir(staged_root: str, local_root: Path, marker: dict[str, Any], workers: int) -> None:
+    names = [entry["name"] for entry in marker["files"]]
+    storage.download_tree(staged_root, local_root, names=names, workers=workers)
+    for entry in marker["files"]:
+        lay.check_data(entry, (local_root / entry["name"]).read_bytes(), where=staged_root)
+
+
+def _materialize_video(staged_root: str, local_root: Path, video: str, tmp: Path, io_workers: int) -> None:
+    marker = markers.read_marker(staged_root, video)
+    if marker is None:
+        raise MaterializeError(f"{staged_root}: {video} is not staged (no completion marker)")
+    for entry in marker.get("files", []):
+        lay.check_member(entry["name"], video)
+    _clear_local(local_root, video)
+    if "archive" in marker:
+        _from_archive(staged_root, local_root, video, marker, tmp)
+    else:
+        _from_dir(staged_root, local_root, marker, io_workers)
+    markers.write_marker(str(local_root), video, marker)
+
+
+def staged_split_of(frames_uri: str) -> tuple[str, set[str]] | None:
+    """The staged split that ``frames_uri`` (``{split}/JPEGImages_24fps``) belongs to, with its complete videos;
+    None when it is not part of a split written by ``savflow stage`` (no completion markers there)."""
+    frames_uri = frames_uri.rstrip("/")
+    if not frames_uri.endswith("/" + savformat.FRAMES_DIR):
+        return None
+    split = frames_uri[: -len(savformat.FRAMES_DIR) - 1]
+    done = markers.done_units(split)
+    return (split, done) if done else None
+
+
+def materialize(staged_root: str, local_root: Path | str, videos: list[str] | None = None, workers: int = 8, *,
+                report: FailureReport | None = None) -> list[str]:
+    """Copy staged videos (default: every complete one) from ``staged_root`` to ``local_root``.
+
+    Returns the requested videos that are complete locally afterwards, in request order, and writes them to
+    ``{local_root}/file_list.txt``. A requested video that is not staged, or whose data does not match its
+    marker, is left out: recorded in ``report`` when one is given, logged as an error otherwise, so a caller
+    compares the result with its request.
+    """
+    local_root = Path(local_root)
+    local_root.mkdir(parents=True, exist_ok=True)
+    staged = markers.done_units(staged_root)
+    wanted = sorted(staged) if videos is None else list(dict.fromkeys(videos))
+    present = markers.done_units(str(local_root))
+    failed: set[str] = set()
+
+    def fail(video: str, reason: str) -> None:
+        failed.add(video)
+        if report is not None:
+            report.fail(video, "materialize", reason)
+        else:
+            log.error("materialize: %s: %s", video, reason)
+
+    todo = []
+    for video in wanted:
+        if video in present:
+            continue
+        if video in staged:
+            todo.append(video)
+        else:
+            fail(video, f"{staged_root}: not staged (no completion marker)")
+    log.info("materialize %d videos from %s to %s: %d already there, %d to copy", len(wanted), staged_root,
+             local_root, len(wanted) - len(todo) - len(failed), len(todo))
+    tmp = Path(tempfile.mkdtemp(prefix=".materialize-", dir=local_root))
+    try:
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="materialize") as pool:
+            futures = {video: pool.submit(_materialize_video, staged_root, local_root, video, tmp,
+                                          max(2, workers // 2)) for video in todo}
+            for video, future in futures.items():
+                try:
+                    future.result()
+                except (MaterializeError, storage.StorageError, savformat.SavFormatError, OSError, KeyError) as exc:
+                    fail(video, f"{type(exc).__name__}: {exc}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result = [v for v in wanted if v not in failed]
+    storage.write_text(str(local_root / lay.FILE_LIST), savformat.format_video_list(result))
+    return result

@@ -1,0 +1,136 @@
+"""What a raw SA-V split holds: found by listing the source once per shard.
+
+Two shapes are recognised:
+
+* train: ``{video}.mp4`` + ``{video}_manual.json`` side by side (other files, such as ``*_auto.json``, are
+  ignored). A video's weight for sharding is its mp4's size in bytes, which tracks its frame count (SA-V videos
+  share one resolution and codec) and costs no extra request;
+* val/test: ``JPEGImages_24fps/{video}/{frame:05d}.jpg`` + ``Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png``.
+  The weight is the frame count, read off the listing.
+
+Anything that does not fit (a stray file in a video's folder, an unsafe name) is kept as a per-video problem, so
+that one odd video is reported while the rest are staged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from savflow.common import savformat, storage
+
+_FRAME_RE = re.compile(r"(\d{5,})\.jpg")
+_MASK_RE = re.compile(r"(\d{3})/(\d{5,})\.png")
+
+
+class SourceError(RuntimeError):
+    """The source URI holds no recognisable SA-V split."""
+
+
+@dataclass
+class TrainSource:
+    root: str
+    mp4_sizes: dict[str, int]
+    annotations: set[str]
+
+    kind = "train"
+
+    def videos(self) -> list[str]:
+        return sorted(set(self.mp4_sizes) | self.annotations)
+
+    def weights(self) -> dict[str, float]:
+        return {v: float(self.mp4_sizes.get(v, 0)) for v in self.videos()}
+
+    def mp4_uri(self, video: str) -> str:
+        return storage.join(self.root, f"{video}.mp4")
+
+    def annotation_uri(self, video: str) -> str:
+        return storage.join(self.root, f"{video}_manual.json")
+
+
+@dataclass
+class ValSource:
+    root: str
+    frames: dict[str, list[int]] = field(default_factory=dict)
+    masks: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+    kind = "val"
+
+    def videos(self) -> list[str]:
+        return sorted(set(self.frames) | set(self.masks) | set(self.problems))
+
+    def weights(self) -> dict[str, float]:
+        return {v: float(len(self.frames.get(v, ()))) for v in self.videos()}
+
+
+def _list_children(uri: str) -> tuple[dict[str, int], set[str]]:
+    """The direct children of ``uri``: files with their sizes, and sub-folder names (one request on GCS).
+
+    The storage API lists names only; sizes come from the same listing response, so sharding by size is free.
+    """
+    if storage.is_gcs(uri):
+        bucket, prefix = storage.split_gcs(uri)
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        blobs = storage.gcs_client().list_blobs(bucket, prefix=prefix, delimiter="/")
+        files = {b.name[len(prefix):]: int(b.size or 0) for b in blobs if not b.name.endswith("/")}
+        return files, {p[len(prefix):].rstrip("/") for p in blobs.prefixes}
+    root = storage.local_path(uri)
+    if not root.is_dir():
+        return {}, set()
+    entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
+    return ({e.name: e.stat().st_size for e in entries if e.is_file()}, {e.name for e in entries if e.is_dir()})
+
+
+def _video_of(rel: str, source: ValSource, what: str) -> str | None:
+    """The video folder of a listed name, or None (after noting a problem) when the folder name is unsafe."""
+    video = rel.split("/", 1)[0]
+    try:
+        savformat.check_name(video, file=f"{what}/{rel}", video=video)
+    except savformat.SavFormatError as exc:
+        source.problems.setdefault(video, str(exc))
+        return None
+    return video
+
+
+def _scan_val(root: str) -> ValSource:
+    source = ValSource(root)
+    for rel in storage.list_prefix(storage.join(root, savformat.FRAMES_DIR)):
+        video = _video_of(rel, source, savformat.FRAMES_DIR)
+        if video is None:
+            continue
+        match = _FRAME_RE.fullmatch(rel[len(video) + 1:])
+        if match is None:
+            source.problems.setdefault(video, f"{savformat.FRAMES_DIR}/{rel}: unexpected file (want NNNNN.jpg)")
+            continue
+        source.frames.setdefault(video, []).append(int(match.group(1)))
+    for rel in storage.list_prefix(storage.join(root, savformat.MASKS_DIR)):
+        video = _video_of(rel, source, savformat.MASKS_DIR)
+        if video is None:
+            continue
+        match = _MASK_RE.fullmatch(rel[len(video) + 1:])
+        if match is None:
+            source.problems.setdefault(
+                video, f"{savformat.MASKS_DIR}/{rel}: unexpected file (want the per-object layout OOO/NNNNN.png)")
+            continue
+        source.masks.setdefault(video, {}).setdefault(int(match.group(1)), []).append(int(match.group(2)))
+    for frames in source.frames.values():
+        frames.sort()
+    for objects in source.masks.values():
+        for frames in objects.values():
+            frames.sort()
+    return source
+
+
+def scan_source(root: str) -> TrainSource | ValSource:
+    """List the split at ``root`` and say what it holds."""
+    sizes, folders = _list_children(root)
+    if savformat.FRAMES_DIR in folders:
+        return _scan_val(root)
+    mp4 = {n[: -len(".mp4")]: s for n, s in sizes.items() if n.endswith(".mp4")}
+    annotations = {n[: -len("_manual.json")] for n in sizes if n.endswith("_manual.json")}
+    if not mp4 and not annotations:
+        raise SourceError(f"{root}: no SA-V split here (neither *.mp4 + *_manual.json nor "
+                          f"{savformat.FRAMES_DIR}/)")
+    return TrainSource(root, mp4, annotations)

@@ -1,0 +1,204 @@
+"""The sam2 ``Trainer``, unchanged in how it trains, plus what a preemptible cloud job needs around it.
+
+:class:`SavflowTrainer` adds, on top of ``training.trainer.Trainer``:
+
+* publication: after the trainer writes its local ``checkpoint.pt`` at the end of a trainer epoch, rank 0
+  uploads it with a model-only copy to the experiment directory (:mod:`savflow.train.checkpoints`), every
+  ``save_every`` epochs and always at the last one;
+* ``train_metrics.json`` next to the checkpoints: the loss of every step seen by rank 0, per-epoch averages,
+  time per step, the resume decision, and at the end the weight digests of all replicas, which must agree;
+* the experiment reset that ``--overwrite`` asks for, done by rank 0 only after every process has decided how to
+  start (the trainer's constructor ends with a barrier), so no process reads a half-deleted experiment.
+
+The worker composes the config, sets ``trainer._target_`` to this class and adds a ``trainer.savflow`` block
+(:class:`SavflowSettings`); everything else is the sam2 trainer's own configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.distributed as dist
+from omegaconf import OmegaConf
+from training.trainer import Trainer, unwrap_ddp_if_wrapped
+from training.utils.train_utils import Phase
+
+from savflow.common import storage
+from savflow.train import checkpoints
+
+log = logging.getLogger(__name__)
+
+# Loss curves longer than this are averaged into this many buckets when written, to keep the JSON small.
+MAX_CURVE_POINTS = 2000
+
+
+@dataclass
+class SavflowSettings:
+    """The ``trainer.savflow`` config block the worker adds."""
+
+    experiment_dir: str
+    keep_last: int = 3
+    save_every: int = 1
+    config_name: str = ""
+    resume: dict[str, Any] = field(default_factory=dict)  # a checkpoints.ResumePlan as a dict
+
+
+def state_dict_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over names and raw bytes of every tensor, in order: equal digests mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def downsample_curve(points: list[list[float]], max_points: int = MAX_CURVE_POINTS) -> list[list[float]]:
+    """``[step, loss]`` points, averaged over equal runs of consecutive points when there are too many (the
+    step of a bucket is its last step)."""
+    if len(points) <= max_points:
+        return [list(p) for p in points]
+    out = []
+    for i in range(max_points):
+        bucket = points[i * len(points) // max_points:(i + 1) * len(points) // max_points]
+        out.append([bucket[-1][0], sum(p[1] for p in bucket) / len(bucket)])
+    return out
+
+
+class SavflowTrainer(Trainer):
+    """``training.trainer.Trainer`` that publishes its checkpoints and metrics to object storage."""
+
+    def __init__(self, *, savflow: Mapping[str, Any], **kwargs: Any) -> None:
+        settings = OmegaConf.to_container(savflow, resolve=True) if OmegaConf.is_config(savflow) else dict(savflow)
+        self.savflow = SavflowSettings(**settings)
+        self._loss_curve: list[list[float]] = []
+        self._step_times: list[float] = []
+        self._epoch_stats: list[dict[str, Any]] = []
+        self._prior_curve: list[list[float]] = []  # from the run being resumed
+        self._prior_epochs: list[dict[str, Any]] = []
+        self._run_started = time.time()
+        super().__init__(**kwargs)
+        self._start_step = self.steps[Phase.TRAIN]
+        self._epochs_done = self.epoch  # trainer epochs completed (the trainer's own counter is 0-based)
+
+    # ---- hooks into the sam2 trainer -------------------------------------------------------------------------
+
+    def _step(self, batch, model, phase):  # noqa: ANN001 - signature of training.trainer.Trainer._step
+        result = super()._step(batch, model, phase)
+        if phase == Phase.TRAIN and self.distributed_rank == 0:
+            loss = next(iter(result[0].values()))
+            self._loss_curve.append([self.steps[phase], float(loss.detach())])
+            self._step_times.append(time.monotonic())
+        return result
+
+    def train_epoch(self, train_loader):  # noqa: ANN001
+        outs = super().train_epoch(train_loader)
+        if self.distributed_rank == 0:
+            self._epoch_stats.append({k: v for k, v in outs.items() if isinstance(v, (int, float))})
+        return outs
+
+    def save_checkpoint(self, epoch, checkpoint_names=None):  # noqa: ANN001
+        super().save_checkpoint(epoch, checkpoint_names)
+        if checkpoint_names is not None or self.distributed_rank != 0:
+            return
+        self._epochs_done = int(epoch)
+        if int(epoch) % self.savflow.save_every and int(epoch) != self.max_epochs:
+            return
+        save_dir = Path(self.checkpoint_conf.save_dir)
+        model_only = save_dir / checkpoints.MODEL_ONLY
+        tmp = model_only.with_name(f".{model_only.name}.tmp")
+        state = {k: v.detach().cpu() for k, v in unwrap_ddp_if_wrapped(self.model).state_dict().items()}
+        torch.save({"model": state}, tmp)
+        os.replace(tmp, model_only)
+        info = checkpoints.publish_checkpoint(
+            self.savflow.experiment_dir, trainer_state=save_dir / f"{checkpoints.TRAINER_STATE}",
+            model_only=model_only, step=self.steps[Phase.TRAIN], epoch=int(epoch), keep_last=self.savflow.keep_last,
+        )
+        self._write_metrics(status="running", latest=info)
+
+    def run(self) -> None:
+        if self.distributed_rank == 0:
+            self._prepare_experiment()
+        if self.epoch >= self.max_epochs:
+            log.info("nothing to train: the checkpoint is at epoch %d of %d (raise --epochs to train longer)",
+                     self.epoch, self.max_epochs)
+        else:
+            log.info("training epochs %d..%d from step %d on %d process(es)", self.epoch + 1, self.max_epochs,
+                     self.steps[Phase.TRAIN], dist.get_world_size())
+        super().run()
+        digests = self._replica_digests()
+        if self.distributed_rank == 0:
+            self._write_metrics(status="complete", latest=checkpoints.read_latest_pointer(self.savflow.experiment_dir),
+                                replica_digests=digests)
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"replicas ended with different weights: {digests}")
+
+    # ---- helpers ------------------------------------------------------------------------------------------------
+
+    def _prepare_experiment(self) -> None:
+        """Rank 0, after every process has made its resume decision: apply --overwrite, or carry over the loss
+        history of the run being resumed."""
+        exp = self.savflow.experiment_dir
+        plan = self.savflow.resume
+        if plan.get("existing_step") is not None:
+            removed = checkpoints.clear_experiment(exp)
+            log.info("--overwrite: deleted %d objects of the previous run in %s", removed, exp)
+        elif plan.get("kind") == "resume" and not plan.get("explicit"):
+            self._load_history()
+        if plan.get("kind") == "resume":
+            log.info("resumed at step %d, epoch %d", self.steps[Phase.TRAIN], self.epoch)
+
+    def _load_history(self) -> None:
+        try:
+            previous = json.loads(storage.read_text(storage.join(self.savflow.experiment_dir, checkpoints.METRICS)))
+        except storage.NotFoundError:
+            return
+        self._prior_curve = [p for p in previous.get("loss_curve", []) if p[0] <= self.steps[Phase.TRAIN]]
+        self._prior_epochs = [e for e in previous.get("epochs", [])
+                              if e.get("Trainer/epoch", self.epoch) < self.epoch]
+
+    def _replica_digests(self) -> list[str]:
+        digest = state_dict_digest(unwrap_ddp_if_wrapped(self.model).state_dict())
+        gathered: list[str | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, digest)
+        return [str(d) for d in gathered]
+
+    def _seconds_per_step(self) -> float | None:
+        gaps = [b - a for a, b in zip(self._step_times, self._step_times[1:])]
+        return statistics.median(gaps) if gaps else None
+
+    def _write_metrics(self, *, status: str, latest: checkpoints.CheckpointInfo | None,
+                       replica_digests: list[str] | None = None) -> None:
+        curve = self._prior_curve + self._loss_curve
+        epochs = self._prior_epochs + self._epoch_stats
+        last = epochs[-1] if epochs else {}
+        metrics = {
+            "status": status,
+            "config": self.savflow.config_name,
+            "device": str(self.device),
+            "world_size": dist.get_world_size(),
+            "steps": self.steps[Phase.TRAIN],
+            "epochs_done": self._epochs_done,
+            "max_epochs": self.max_epochs,
+            "resume": self.savflow.resume,
+            "steps_this_run": self.steps[Phase.TRAIN] - self._start_step,
+            "seconds_per_step": self._seconds_per_step(),
+            "wall_seconds_this_run": time.time() - self._run_started,
+            "final_loss": next((v for k, v in last.items() if k.startswith("Losses/train_")
+                                and k.endswith("_loss")), None),
+            "latest_checkpoint": asdict(latest) if latest else None,
+            "loss_curve": downsample_curve(curve),
+            "epochs": epochs,
+        }
+        if replica_digests is not None:
+            metrics["replica_digests"] = replica_digests
+        storage.write_text(storage.join(self.savflow.experiment_dir, checkpoints.METRICS),
+                           json.dumps(metrics, indent=1))

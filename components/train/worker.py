@@ -1,0 +1,251 @@
+"""One training process: ``python -m savflow.train.worker`` alone, or one of many under ``torchrun``.
+
+The sam2 ``training/train.py`` entry cannot run in a PyTorchJob (it sets ``MASTER_ADDR``, ``RANK`` and
+``WORLD_SIZE`` itself and does multi-node only through SLURM), so each process here:
+
+1. reads its place in the job from the torchrun variables (:mod:`savflow.train.distenv`) and sets its thread
+   count to ``OMP_NUM_THREADS`` or an even share of the node's cores;
+2. decides how to start from what the experiment directory holds (``--resume auto|never|URI``,
+   :func:`savflow.train.checkpoints.plan_resume`) and logs the decision;
+3. gets the node's local copy of the staged data (local rank 0 fetches, the others wait) and its own copies of
+   the checkpoint to resume from or the initial weights (``--checkpoint``), from any storage URI;
+4. composes the Hydra config (ours and sam2's resolve by name), points it at those local files and at a private
+   scratch directory whose trainer ``save_dir`` holds only the checkpoint chosen in step 2 (the sam2 trainer
+   silently resumes from any ``checkpoint.pt`` it finds there), adapts it to the device (CPU: gloo, no AMP, no
+   pinned memory, and :mod:`savflow.train.cpu_support`), and runs
+   ``instantiate(cfg.trainer, _recursive_=False).run()`` with :class:`savflow.train.trainer.SavflowTrainer`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from savflow.common import storage
+from savflow.train import checkpoints, data, distenv
+
+log = logging.getLogger("savflow.train")
+
+TRAINER_CLASS = "savflow.train.trainer.SavflowTrainer"
+SCRATCH_ENV = "SAVFLOW_SCRATCH"
+LOG_HANDLER = "savflow-train-worker"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The worker's options; ``savflow train`` adds its own on top of these."""
+    parser.add_argument("--config", required=True,
+                        help="Hydra training config by name, e.g. sam2.1_hiera_b+_sav_finetune or "
+                             "sam2.1_tiny128_sav_finetune")
+    parser.add_argument("--train-frames", required=True, help="URI of the staged JPEGImages_24fps/ root")
+    parser.add_argument("--train-annotations", required=True,
+                        help="URI of the staged annotations/ root ({video}_manual.json)")
+    parser.add_argument("--file-list", help="URI of a video list (one id per line); default: every annotated video")
+    parser.add_argument("--experiment-dir", required=True,
+                        help="URI where checkpoints, train_metrics.json and config.yaml go")
+    parser.add_argument("--checkpoint", help="URI of initial weights (a SAM 2 release .pt or one of ours); "
+                                             "default: random initialisation")
+    parser.add_argument("--resume", default="auto",
+                        help="auto: continue from the newest complete checkpoint in --experiment-dir, if any; "
+                             "never: start fresh and refuse an experiment with checkpoints; or the URI of a "
+                             "trainer checkpoint to start from (default: auto)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with --resume never or URI: delete the experiment's existing checkpoints")
+    parser.add_argument("--batch-size", type=int, help="videos per process and step (scratch.train_batch_size)")
+    parser.add_argument("--epochs", type=int, help="data epochs (scratch.num_epochs)")
+    parser.add_argument("--phases-per-epoch", type=int,
+                        help="trainer epochs per data epoch (scratch.phases_per_epoch); each trainer epoch ends "
+                             "with a checkpoint, so more phases = less work lost when a job is killed")
+    parser.add_argument("--num-workers", type=int, help="data loader processes per training process")
+    parser.add_argument("--seed", type=int, help="trainer.seed_value")
+    parser.add_argument("--save-every", type=int, default=1,
+                        help="upload a checkpoint every N trainer epochs, and always after the last (default 1)")
+    parser.add_argument("--keep-last", type=int, default=3, help="complete checkpoints kept (default 3)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto: cuda when available, else cpu")
+    parser.add_argument("--scratch-dir",
+                        help=f"local working directory (default ${SCRATCH_ENV} or the system temp dir)")
+    parser.add_argument("--data-timeout", type=float, default=3600.0,
+                        help="seconds a process waits for its node's copy of the data (default 3600)")
+    parser.add_argument("--override", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="Hydra overrides, e.g. scratch.num_frames=4 scratch.base_lr=1e-4")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m savflow.train.worker",
+                                     description="One SAM 2 training process (run alone or under torchrun).")
+    add_arguments(parser)
+    return parser
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA device is available")
+    return requested
+
+
+def hydra_overrides(args: argparse.Namespace) -> list[str]:
+    """Hydra overrides for the dedicated options, then the free-form ones (which win)."""
+    mapping = [("batch_size", "scratch.train_batch_size"), ("epochs", "scratch.num_epochs"),
+               ("phases_per_epoch", "scratch.phases_per_epoch"), ("num_workers", "scratch.num_train_workers"),
+               ("seed", "trainer.seed_value")]
+    out = [f"{key}={getattr(args, dest)}" for dest, key in mapping if getattr(args, dest) is not None]
+    return out + list(args.override)
+
+
+def _register_resolvers() -> None:
+    """sam2's config resolvers (``times``, ``divide``, ...), registered once per process."""
+    from omegaconf import OmegaConf
+    from training.utils.train_utils import register_omegaconf_resolvers
+
+    if not OmegaConf.has_resolver("times"):
+        register_omegaconf_resolvers()
+
+
+def compose_training_config(name: str, overrides: Sequence[str]):
+    """The named training config with overrides applied, resolvable (sam2's resolvers registered)."""
+    from hydra import compose
+
+    from savflow.common.hydra_config import ensure_search_path
+
+    ensure_search_path()
+    _register_resolvers()
+    return compose(config_name=name, overrides=list(overrides))
+
+
+def adapt_config(cfg, *, device: str, train_data: data.LocalTrainData, run_dir: Path, init_checkpoint: Path | None,
+                 settings: dict[str, Any]) -> None:
+    """Point a composed config at this process's files and device, in place."""
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.dataset.img_folder = str(train_data.img_folder)
+        cfg.dataset.gt_folder = str(train_data.gt_folder)
+        cfg.dataset.file_list_txt = str(train_data.file_list)
+        cfg.launcher.experiment_log_dir = str(run_dir)
+        trainer = cfg.trainer
+        trainer._target_ = TRAINER_CLASS
+        trainer.accelerator = device
+        trainer.distributed.backend = "nccl" if device == "cuda" else "gloo"
+        if device == "cpu":
+            trainer.optim.amp.enabled = False
+            trainer.data.train.pin_memory = False
+        if trainer.checkpoint.get("resume_from") is not None:
+            log.warning("ignoring trainer.checkpoint.resume_from=%s: use --resume", trainer.checkpoint.resume_from)
+        trainer.checkpoint.resume_from = None
+        if init_checkpoint is None:
+            trainer.checkpoint.model_weight_initializer = None
+        else:
+            trainer.checkpoint.model_weight_initializer.state_dict.checkpoint_path = str(init_checkpoint)
+        trainer.savflow = settings
+
+
+def _configure_logging(env: distenv.DistEnv) -> None:
+    """Our own handler on the ``savflow`` logger: the sam2 trainer replaces the root logger's handlers."""
+    logger = logging.getLogger("savflow")
+    if any(h.get_name() == LOG_HANDLER for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.set_name(LOG_HANDLER)
+    handler.setFormatter(logging.Formatter(f"%(levelname)s %(asctime)s savflow[rank {env.rank}]: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if env.is_primary else logging.WARNING)
+    logger.propagate = False
+
+
+def _set_threads(env: distenv.DistEnv) -> int:
+    import torch
+
+    threads = int(os.environ.get("OMP_NUM_THREADS") or
+                  distenv.threads_per_process(distenv.available_cpus(), env.local_world_size))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _scratch_root(args: argparse.Namespace) -> Path:
+    base = args.scratch_dir or os.environ.get(SCRATCH_ENV) or str(Path(tempfile.gettempdir()) / "savflow-train")
+    return Path(base)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as one process of the job described by the environment; returns the exit status."""
+    distenv.single_process_env(os.environ)
+    env = distenv.read_dist_env(os.environ)
+    _configure_logging(env)
+    device = resolve_device(args.device)
+    threads = _set_threads(env)
+    log.info("process %d of %d (local %d of %d) on %s, %d threads, master %s:%d", env.rank, env.world_size,
+             env.local_rank, env.local_world_size, device, threads, env.master_addr, env.master_port)
+    try:
+        plan = checkpoints.plan_resume(args.experiment_dir, args.resume, overwrite=args.overwrite)
+    except checkpoints.ExperimentExistsError as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("%s", plan.describe(args.experiment_dir))
+
+    scratch = _scratch_root(args)
+    train_data = data.prepare_node_data(
+        frames_uri=args.train_frames, annotations_uri=args.train_annotations, file_list_uri=args.file_list,
+        scratch=scratch, node_leader=env.is_node_leader, timeout_s=args.data_timeout)
+    run_dir = scratch / "runs" / hashlib.sha256(args.experiment_dir.encode()).hexdigest()[:12] / f"rank{env.rank}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # never let the trainer find a stale checkpoint.pt
+    (run_dir / "checkpoints").mkdir(parents=True)
+    init_checkpoint = None
+    if plan.checkpoint is not None:
+        storage.download_file(plan.checkpoint, run_dir / "checkpoints" / checkpoints.TRAINER_STATE)
+        if args.checkpoint:
+            log.info("--checkpoint %s not used: the run resumes from a training checkpoint", args.checkpoint)
+    elif args.checkpoint:
+        init_checkpoint = storage.download_file(args.checkpoint, run_dir / "init" / "weights.pt")
+        log.info("initial weights: %s", args.checkpoint)
+    else:
+        log.info("initial weights: random initialisation (no --checkpoint)")
+
+    settings = {"experiment_dir": args.experiment_dir, "keep_last": args.keep_last, "save_every": args.save_every,
+                "config_name": args.config, "resume": {"kind": plan.kind, "checkpoint": plan.checkpoint,
+                                                       "step": plan.step, "epoch": plan.epoch,
+                                                       "existing_step": plan.existing_step,
+                                                       "explicit": plan.explicit}}
+    cfg = compose_training_config(args.config, hydra_overrides(args))
+    adapt_config(cfg, device=device, train_data=train_data, run_dir=run_dir, init_checkpoint=init_checkpoint,
+                 settings=settings)
+    return _train(cfg, env=env, device=device, experiment_dir=args.experiment_dir)
+
+
+def _train(cfg, *, env: distenv.DistEnv, device: str, experiment_dir: str) -> int:
+    import torch.distributed as dist
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from savflow.train.cpu_support import cpu_mem_meter
+
+    if env.is_primary:
+        storage.write_text(storage.join(experiment_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        trainer = instantiate(cfg.trainer, _recursive_=False)
+        with cpu_mem_meter() if device == "cpu" else contextlib.nullcontext():
+            trainer.run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    log.info("training done; metrics in %s", storage.join(experiment_dir, checkpoints.METRICS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
