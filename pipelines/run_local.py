@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,13 @@ def run_pipeline(name: str, params: dict[str, Any], pipeline_root: Path) -> Any:
 
     from savflow.pipelines.compile import PIPELINES
 
+    # kfp.local runs the iterations of a ParallelFor at the same time; one thread each keeps two inference
+    # shards from fighting over the cores (torch would start one thread per core in each). The training step's
+    # local torchrun sets its own share.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Every task runs in this very environment on purpose; kfp warns about the image name once per task.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom",
+                            category=RuntimeWarning)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
     module = importlib.import_module(PIPELINES[name][0])
@@ -113,15 +122,15 @@ def run_pipeline(name: str, params: dict[str, Any], pipeline_root: Path) -> Any:
 
 
 def eval_dirs(experiment_dir: str, since: float) -> list[str]:
-    """Evaluation outputs under an experiment written after ``since`` (a ``time.time()``), oldest first."""
+    """Evaluation outputs under an experiment written after ``since`` (a ``time.time()``), by path."""
     root = storage.join(experiment_dir, "eval")
     found = []
     for name in storage.list_prefix(root):
         if name.endswith("/metrics.json") and "/pred/" not in name:
             mtime = storage.local_path(storage.join(root, name)).stat().st_mtime
             if mtime >= since:
-                found.append((mtime, storage.join(root, name[: -len("/metrics.json")])))
-    return [d for _, d in sorted(found)]
+                found.append(storage.join(root, name[: -len("/metrics.json")]))
+    return sorted(found)
 
 
 def summarize(name: str, experiment_dir: str, pipeline_root: Path, started: float) -> str:
