@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 from typing import Any
 
@@ -144,7 +145,7 @@ def test_overlay_variants_of_the_template_are_what_the_launcher_renders(
 def test_overlays_configure_the_launcher_the_same_way(rendered: dict[str, list[dict[str, Any]]]) -> None:
     gke = _one(rendered["gke"], "ConfigMap", "savflow-defaults")["data"]
     generic = _one(rendered["generic"], "ConfigMap", "savflow-defaults")["data"]
-    assert gke["node_selector"] == "cloud.google.com/gke-accelerator=nvidia-h100-80gb"
+    assert json.loads(gke["node_selector"]) == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
     assert generic["credentials_secret"] == "savflow-gcp-key"
     assert generic["google_application_credentials"] == f"{jobspec.CREDENTIALS_DIR}/{jobspec.CREDENTIALS_KEY}"
     for sa in ("savflow-pipeline", "savflow-train"):
@@ -252,17 +253,17 @@ def test_defaults_agree_across_configmap_template_and_cronworkflow(rendered: dic
     assert (defaults["nodes"], defaults["gpus_per_node"]) == (str(spec.nodes), str(spec.gpus_per_node))
     args = dict(zip(spec.worker_args[::2], spec.worker_args[1::2]))
     assert args["--config"] == defaults["train_config"]
-    assert args["--checkpoint"] == defaults["checkpoint"]
-    assert args["--experiment-dir"] == defaults["experiment_uri"]
-    assert args["--train-frames"] == defaults["staged_train_uri"]
+    assert args["--checkpoint"] == defaults["init_checkpoint"]
+    assert args["--experiment-dir"] == defaults["experiment_dir"]
+    assert args["--train-frames"] == defaults["staged_train"]
     assert (args["--epochs"], args["--batch-size"]) == (defaults["epochs"], defaults["batch_size"])
     cron = _one(rendered["argo"], "CronWorkflow", "savflow-evaluate")
     params = {p["name"]: p["value"] for p in cron["spec"]["workflowSpec"]["arguments"]["parameters"]}
     assert all(isinstance(v, str) for v in params.values())
     shared = set(params) & set(defaults) - {"checkpoint"}  # the cron evaluates the experiment's newest checkpoint
-    assert shared >= {"model_config", "staged_val_uri", "val_video_list", "experiment_uri", "infer_shards"}
+    assert shared >= {"model_config", "staged_val", "val_video_list", "experiment_dir", "infer_shards"}
     assert {k: params[k] for k in shared} == {k: defaults[k] for k in shared}
-    assert params["checkpoint"] == defaults["experiment_uri"]
+    assert params["checkpoint"] == defaults["experiment_dir"]
     images = {c["image"] for _, _, s in pod_specs(cron) for c in s["containers"]}
     assert images == {defaults["image"]}
 
@@ -277,3 +278,25 @@ def test_kustomize_images_retags_every_pod(tmp_path: Any, overlay: str) -> None:
         "images": [{"name": "ghcr.io/savflow/savflow", "newName": name, "digest": digest}]}))
     images = {c["image"] for obj in kustomize(tmp_path) for _, _, spec in pod_specs(obj) for c in spec["containers"]}
     assert images == {pinned}
+
+
+# ConfigMap keys that configure the cluster side rather than a pipeline run.
+CLUSTER_ONLY_KEYS = {"scratch_storage_class", "google_application_credentials"}
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["gke", "generic"])
+def test_configmap_defaults_are_sav_finetune_parameters(rendered: dict[str, list[dict[str, Any]]],
+                                                        overlay: str) -> None:
+    """The ConfigMap doubles as a params file for `savflow submit`: every key is a parameter of sav-finetune
+    whose value converts to the declared type (or one of the few cluster-only settings)."""
+    from savflow.pipelines.compile import COMPILED_DIR
+    from savflow.pipelines.kfp_client import read_package
+    from savflow.pipelines.params import resolve_params
+
+    defaults = _one(rendered[overlay], "ConfigMap", "savflow-defaults")["data"]
+    declared = read_package(COMPILED_DIR / "sav-finetune.yaml").parameter_types
+    typed = resolve_params({}, {k: v for k, v in defaults.items() if k not in CLUSTER_ONLY_KEYS}, declared)
+    assert typed["epochs"] == 40 and typed["raw_train"].startswith("gs://")
+    if "node_selector" in typed:
+        assert isinstance(typed["node_selector"], dict)
