@@ -7,7 +7,8 @@ import json
 import sys
 
 from savflow.common import storage
-from savflow.common.savformat import SavFormatError, parse_video_list
+from savflow.common.savformat import SavFormatError
+from savflow.common.videolists import read_video_list
 from savflow.evaluate.evaluator import EvaluationError, default_workers, evaluate
 from savflow.evaluate.results import summary_text, write_results
 
@@ -44,9 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        videos = None
-        if args.video_list:
-            videos = parse_video_list(storage.read_text(args.video_list), file=args.video_list)
+        videos = read_video_list(args.video_list)
         buckets = _read_buckets(args.size_buckets) if args.size_buckets else None
         result = evaluate(args.gt_root, args.pred_root, videos, strict=args.strict,
                           skip_first_last=not args.do_not_skip_first_last, num_workers=args.num_workers,

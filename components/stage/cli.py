@@ -7,14 +7,11 @@ import sys
 
 from savflow.common import storage
 from savflow.common.failures import FailureReport
-from savflow.common.savformat import SavFormatError, parse_video_list
+from savflow.common.savformat import SavFormatError
+from savflow.common.videolists import read_video_list
 from savflow.stage.materialize import materialize
 from savflow.stage.source import SourceError
 from savflow.stage.stage import default_workers, stage
-
-
-def _read_video_list(uri: str | None) -> list[str] | None:
-    return parse_video_list(storage.read_text(uri), file=uri) if uri else None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_stage(args: argparse.Namespace) -> int:
     try:
-        result = stage(args.source, args.dest, _read_video_list(args.video_list), shard=args.shard,
+        result = stage(args.source, args.dest, read_video_list(args.video_list), shard=args.shard,
                        num_shards=args.num_shards, sample_rate=args.sample_rate, jpeg_quality=args.jpeg_quality,
                        workers=args.workers, layout=args.layout, max_failures=args.max_failures,
                        scratch=args.scratch, progress=not args.no_progress)
@@ -84,7 +81,7 @@ def run_stage(args: argparse.Namespace) -> int:
 def run_materialize(args: argparse.Namespace) -> int:
     report = FailureReport("materialize")
     try:
-        done = materialize(args.staged, args.local, _read_video_list(args.video_list), workers=args.workers,
+        done = materialize(args.staged, args.local, read_video_list(args.video_list), workers=args.workers,
                            report=report)
     except (SavFormatError, storage.StorageError) as exc:
         print(f"savflow materialize: error: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from savflow.common import savformat, storage
+from savflow.common.videolists import read_video_list
 from savflow.stage.materialize import materialize, staged_split_of
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def list_training_videos(frames_uri: str, annotations_uri: str, file_list_uri: s
     """The videos to train on: those in the file list if one is given, else every complete video of a staged
     split, else every ``{video}_manual.json`` under ``annotations_uri``."""
     if file_list_uri:
-        return savformat.parse_video_list(storage.read_text(file_list_uri), file=file_list_uri)
+        return read_video_list(file_list_uri)
     staged = staged_split_of(frames_uri)
     if staged is not None:
         return sorted(staged[1])
