@@ -132,7 +132,14 @@ def convert_text(key: str, text: str, param_type: str) -> Any:
 
 
 def check_value(key: str, value: Any, param_type: str, source: str) -> Any:
-    """Check a YAML-typed value against the declared type; ints pass where a float is declared."""
+    """Check a YAML-typed value against the declared type; ints pass where a float is declared.
+
+    A string where something else is declared is read the way a ``--param`` value is: a Kubernetes ConfigMap
+    (``k8s/base/config/defaults.yaml``) holds only strings, and its ``.data`` is meant to serve as a params file.
+    """
+    if isinstance(value, str) and param_type != STRING:
+        return convert_text(key, value, param_type)
+
     def bad(expected: str) -> ParamError:
         return ParamError(f"{source}: {key}: {value!r} is {type(value).__name__}, the pipeline declares "
                           f"{param_type} ({expected})")

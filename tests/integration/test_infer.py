@@ -22,16 +22,7 @@ from savflow.pipelines.cli import main as savflow_main
 
 TINY = "sam2.1_hiera_tiny128"
 FRAMES, MASKS = savformat.FRAMES_DIR, savformat.MASKS_DIR
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine, OpenMP threads spinning against other processes make the
-    tiny model 10-20x slower; results do not depend on it (the references run under the same setting)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,7 @@ from savflow.infer.predictor import build_predictor, has_c_extension, is_config_
 
 TINY = "sam2.1_hiera_tiny128"
 TINY_FILE = Path(__file__).resolve().parents[2] / "components" / "train" / "configs" / f"{TINY}.yaml"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine, OpenMP threads spinning against other processes make the
-    tiny model 10-20x slower; results do not depend on it (the references run under the same setting)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _state_dict(seed: int) -> dict[str, torch.Tensor]:

@@ -147,7 +147,9 @@ def test_overlays_configure_the_launcher_the_same_way(rendered: dict[str, list[d
     generic = _one(rendered["generic"], "ConfigMap", "savflow-defaults")["data"]
     assert json.loads(gke["node_selector"]) == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
     assert generic["credentials_secret"] == "savflow-gcp-key"
-    assert generic["google_application_credentials"] == f"{jobspec.CREDENTIALS_DIR}/{jobspec.CREDENTIALS_KEY}"
+    assert _one(rendered["gke"], "ConfigMap", "savflow-cluster")["data"] == {"scratch_storage_class": "premium-rwo"}
+    assert _one(rendered["generic"], "ConfigMap", "savflow-cluster")["data"] == {
+        "google_application_credentials": f"{jobspec.CREDENTIALS_DIR}/{jobspec.CREDENTIALS_KEY}"}
     for sa in ("savflow-pipeline", "savflow-train"):
         annotations = _one(rendered["gke"], "ServiceAccount", sa)["metadata"]["annotations"]
         assert annotations["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
@@ -280,23 +282,20 @@ def test_kustomize_images_retags_every_pod(tmp_path: Any, overlay: str) -> None:
     assert images == {pinned}
 
 
-# ConfigMap keys that configure the cluster side rather than a pipeline run.
-CLUSTER_ONLY_KEYS = {"scratch_storage_class", "google_application_credentials"}
-
-
 @needs_kubectl
 @pytest.mark.parametrize("overlay", ["gke", "generic"])
 def test_configmap_defaults_are_sav_finetune_parameters(rendered: dict[str, list[dict[str, Any]]],
                                                         overlay: str) -> None:
     """The ConfigMap doubles as a params file for `savflow submit`: every key is a parameter of sav-finetune
-    whose value converts to the declared type (or one of the few cluster-only settings)."""
+    whose value converts to the declared type (cluster-only settings live in savflow-cluster)."""
     from savflow.pipelines.compile import COMPILED_DIR
     from savflow.pipelines.kfp_client import read_package
     from savflow.pipelines.params import resolve_params
 
     defaults = _one(rendered[overlay], "ConfigMap", "savflow-defaults")["data"]
     declared = read_package(COMPILED_DIR / "sav-finetune.yaml").parameter_types
-    typed = resolve_params({}, {k: v for k, v in defaults.items() if k not in CLUSTER_ONLY_KEYS}, declared)
+    assert set(defaults) <= set(declared), f"not sav-finetune parameters: {sorted(set(defaults) - set(declared))}"
+    typed = resolve_params(defaults, {}, declared, "savflow-defaults")
     assert typed["epochs"] == 40 and typed["raw_train"].startswith("gs://")
     if "node_selector" in typed:
         assert isinstance(typed["node_selector"], dict)

@@ -141,3 +141,14 @@ def test_missing_params_file_is_a_param_error(tmp_path):
 def test_float_check_accepts_int_from_yaml():
     out = resolve_params({"lr": 2}, {}, DECLARED)
     assert out["lr"] == 2.0 and isinstance(out["lr"], float) and not math.isnan(out["lr"])
+
+
+def test_string_values_of_a_configmap_export_are_typed_like_cli_values(tmp_path):
+    """`kubectl get configmap savflow-defaults -o jsonpath='{.data}'` gives strings only."""
+    f = tmp_path / "params.json"
+    f.write_text('{"epochs": "40", "lr": "0.5", "resume": "true", "gpus": "[0, 1]", "video_list": "007"}')
+    got = resolve_params(load_params_file(f), {}, DECLARED, str(f))
+    assert got == {"epochs": 40, "lr": 0.5, "resume": True, "gpus": [0, 1], "video_list": "007"}
+    f.write_text('{"epochs": "forty"}')
+    with pytest.raises(ParamError, match="epochs"):
+        resolve_params(load_params_file(f), {}, DECLARED, str(f))
