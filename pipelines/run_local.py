@@ -52,7 +52,9 @@ def prepare_demo(workdir: Path, size: DemoSize) -> dict[str, Any]:
             num_videos=size.train_videos, num_frames=size.frames, height=res, width=res,
             num_objects=size.objects, seed=size.seed, first_index=1))
     if not raw_val.exists():
-        synthetic.write_val_split(str(raw_val), synthetic.SyntheticSpec(
+        # held-out videos in the train format: staging writes their masks, and their manual annotations give the
+        # evaluation its SA-V size buckets
+        synthetic.write_raw_train_split(str(raw_val), synthetic.SyntheticSpec(
             num_videos=size.val_videos, num_frames=size.frames, height=res, width=res, num_objects=size.objects,
             seed=size.seed + 1, first_index=1001))
     init = workdir / "checkpoints" / "init.pt"

@@ -71,7 +71,7 @@ def build(cluster: bool = True):
             ts.uncached(ts.scratch(ts.retries(ts.image(stage_train, image, STAGE))))
             stage_val = stage_shard(source=raw_val, dest=staged_val, shard=k, num_shards=stage_shards,
                                     video_list=val_video_list, sample_rate=1, jpeg_quality=jpeg_quality, layout="dir",
-                                    max_failures=stage_max_failures)
+                                    max_failures=stage_max_failures, masks=True)
             ts.name(stage_val, "stage val")
             ts.uncached(ts.scratch(ts.retries(ts.image(stage_val, image, STAGE))))
 

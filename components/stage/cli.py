@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Stage a raw SA-V split. A train split ({video}.mp4 + {video}_manual.json) is decoded as a stream "
             "and every S-th frame written as JPEGImages_24fps/{video}/{frame:05d}.jpg (numbered by the frame's "
-            "index in the 24 fps video) with the annotation under annotations/; a val/test split "
+            "index in the 24 fps video) with the annotation under annotations/ (and, with --masks, the "
+            "per-object PNGs of every annotated frame under Annotations_6fps/); a val/test split "
             "(JPEGImages_24fps + Annotations_6fps) is copied byte for byte. Shard K of N takes a balanced, "
             "deterministic share of the videos. Each video is marked complete once all of it is written; a "
             "re-run skips complete videos. Videos that fail are listed in {dest}/_reports/; the exit status is "
@@ -43,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: tar for train, dir for val/test)")
     p.add_argument("--max-failures", type=int, default=0,
                    help="failed videos allowed before the exit status is 1 (default: %(default)s)")
+    p.add_argument("--masks", action="store_true",
+                   help="train split: also write Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png (every object "
+                        "on every annotated frame, empty where absent) for evaluation, redoing videos staged "
+                        "without them; needs a --sample-rate dividing 4 (val/test: always copied)")
     p.add_argument("--scratch", help="local folder for downloads and archives in progress (default: temp)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_stage)
@@ -68,7 +73,7 @@ def run_stage(args: argparse.Namespace) -> int:
         result = stage(args.source, args.dest, read_video_list(args.video_list), shard=args.shard,
                        num_shards=args.num_shards, sample_rate=args.sample_rate, jpeg_quality=args.jpeg_quality,
                        workers=args.workers, layout=args.layout, max_failures=args.max_failures,
-                       scratch=args.scratch, progress=not args.no_progress)
+                       scratch=args.scratch, progress=not args.no_progress, masks=args.masks)
     except (ValueError, SourceError, storage.StorageError) as exc:
         print(f"savflow stage: error: {exc}", file=sys.stderr)
         return 2

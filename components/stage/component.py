@@ -17,8 +17,11 @@ def shard_indices(num_shards: int) -> List[int]:
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def stage_shard(source: str, dest: str, shard: int, num_shards: int, video_list: str = "", sample_rate: int = 1,
-                jpeg_quality: int = 95, layout: str = "", max_failures: int = 0) -> str:
+                jpeg_quality: int = 95, layout: str = "", max_failures: int = 0, masks: bool = False) -> str:
     """Stage shard ``shard`` of ``num_shards`` of the split at ``source`` into ``dest``; returns the report URI.
+
+    ``masks`` also writes the per-object PNGs of a train-style split, so that a held-out part of SA-V train can be
+    evaluated (with J&F per size bucket, which only the manual annotations carry).
 
     Fails (so KFP retries it) when more than ``max_failures`` videos failed; complete videos are kept either way.
     """
@@ -30,7 +33,7 @@ def stage_shard(source: str, dest: str, shard: int, num_shards: int, video_list:
     logging.basicConfig(level=logging.INFO)
     result = stage(source, dest, read_video_list(video_list), shard=shard, num_shards=num_shards,
                    sample_rate=sample_rate, jpeg_quality=jpeg_quality, layout=layout or None,
-                   max_failures=max_failures, progress=False)
+                   max_failures=max_failures, masks=masks, progress=False)
     print(result.summary())
     if result.exit_code != 0:
         raise RuntimeError(f"{len(result.failures)} videos failed (more than max_failures={max_failures}); "

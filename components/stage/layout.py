@@ -4,7 +4,7 @@ A staged split root looks like this (``dir`` layout)::
 
     JPEGImages_24fps/{video}/{frame:05d}.jpg
     annotations/{video}_manual.json                 train
-    Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png  val/test
+    Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png  val/test; train staged with masks
     file_list.txt                                   the complete videos, one per line
     _done/{video}.json                              completion marker, written last
     _reports/stage-shard-{K}-of-{N}.json            failures of each shard's last run

@@ -5,7 +5,7 @@ videos there, from either layout, in parallel, into the same relative paths as t
 
     {local}/JPEGImages_24fps/{video}/{frame:05d}.jpg
     {local}/annotations/{video}_manual.json        (train)
-    {local}/Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png   (val/test)
+    {local}/Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png   (val/test; train staged with masks)
     {local}/file_list.txt                           the videos of this call that are complete locally
     {local}/_done/{video}.json                      local completion marker (a copy of the staged one)
 

@@ -3,15 +3,21 @@
 * train (``{video}.mp4`` + ``{video}_manual.json``): every ``sample_rate``-th frame of the 24 fps video becomes
   ``JPEGImages_24fps/{video}/{frame:05d}.jpg`` (numbered by its index in the full video), the annotation is copied
   unchanged to ``annotations/{video}_manual.json`` (an object of its own in the ``dir`` layout, a member of the
-  video's archive in the ``tar`` layout);
+  video's archive in the ``tar`` layout); with ``masks=True`` also the per-object PNGs of every annotated frame,
+  ``Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png`` (:func:`savflow.common.savformat.manual_to_object_pngs`:
+  every object on every annotated frame, empty where it is absent), the val/test layout that the evaluator and
+  inference read, so that a held-out part of train (the only SA-V videos with ``masklet_size_bucket``) can be
+  scored per size bucket;
 * val/test (``JPEGImages_24fps`` + ``Annotations_6fps``): the JPEGs and per-object PNGs are copied byte for byte
   (every ``sample_rate``-th frame, all masks), not re-encoded.
 
 Each video is written whole, then marked complete (:mod:`savflow.common.markers`, the marker also being the
-index, see :mod:`savflow.stage.layout`). A re-run skips marked videos and redoes the others from scratch, so a
-killed run costs only the videos in flight. A video that cannot be staged (missing or malformed annotation,
-corrupt or truncated mp4, a frame count that disagrees with ``video_frame_count``) is recorded in the shard's
-report and the others go on; the result's ``exit_code`` is non-zero when more than ``max_failures`` failed.
+index, see :mod:`savflow.stage.layout`, and recording whether masks were written). A re-run skips marked videos
+and redoes the others from scratch, so a killed run costs only the videos in flight; a train run with masks also
+redoes the videos marked without them (their marker is removed first, so readers never see a half-replaced
+video). A video that cannot be staged (missing or malformed annotation, corrupt or truncated mp4, a frame count
+that disagrees with ``video_frame_count``) is recorded in the shard's report and the others go on; the result's
+``exit_code`` is non-zero when more than ``max_failures`` failed.
 
 Source mp4s in object storage are downloaded to a local scratch file first: MP4 demuxing seeks (the index may sit
 at the end of the file), which a local file does in microseconds and a bucket in one request each, and one
@@ -21,6 +27,7 @@ run in background threads while the current one is decoded, so object-store late
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -115,9 +122,10 @@ class _Stager:
     for the previous one run in background threads while ``build`` decodes and encodes the current one."""
 
     def __init__(self, source: TrainSource | ValSource, dest: str, *, layout: str, sample_rate: int,
-                 jpeg_quality: int, workers: int, scratch: Path) -> None:
+                 jpeg_quality: int, masks: bool, workers: int, scratch: Path, restage: set[str]) -> None:
         self.source, self.dest, self.layout = source, dest, layout
-        self.sample_rate, self.jpeg_quality = sample_rate, jpeg_quality
+        self.sample_rate, self.jpeg_quality, self.masks = sample_rate, jpeg_quality, masks
+        self.restage = restage
         self.scratch = scratch
         self.cpu = ThreadPoolExecutor(workers, thread_name_prefix="stage-encode")
         self.io_workers = max(8, 4 * workers)
@@ -134,6 +142,11 @@ class _Stager:
         savformat.check_name(video)
         if isinstance(self.source, ValSource):
             return None
+        if video in self.restage:
+            try:
+                markers.clear_marker(self.dest, video)
+            except storage.StorageError as exc:
+                raise VideoFailed("marker", str(exc)) from exc
         annotation, ann = self._read_annotation(video)
         mp4, scratch_copy = self._local_mp4(video)
         return _Fetched(annotation, ann, mp4, scratch_copy)
@@ -231,12 +244,29 @@ class _Stager:
                 self.frames_decoded += frames.frame_count
             if frames.frame_count != ann.frame_count:
                 raise self._count_mismatch(frames, ann, mp4_uri, ann_uri)
+            if self.masks:
+                self._add_masks(writer, ann, ann_uri)
         except BaseException:
             writer.abort()
             raise
         return _Built(writer, {"split": "train", "jpeg_quality": quality, "frame_count": frames.frame_count,
                                "frames_written": written, "width": frames.width, "height": frames.height,
-                               "fps": frames.fps, "source": mp4_uri}, written)
+                               "fps": frames.fps, "source": mp4_uri, "masks": self.masks,
+                               "objects": sorted(ann.masklet_ids)}, written)
+
+    def _add_masks(self, writer: lay.TarWriter | lay.DirWriter, ann: savformat.ManualAnnotation,
+                   ann_uri: str) -> None:
+        """Write the per-object PNGs of every annotated frame, objects encoded in parallel."""
+        pngs = ordered_map(self.cpu, partial(_object_pngs, ann, ann_uri), range(ann.num_objects),
+                           self.cpu_in_flight)
+        try:
+            for files in pngs:
+                for name, data in files:
+                    writer.add(name, data)
+        except storage.StorageError as exc:
+            raise VideoFailed("upload", str(exc)) from exc
+        finally:
+            pngs.close()
 
     @staticmethod
     def _count_mismatch(frames: SampledFrames, ann: savformat.ManualAnnotation, mp4_uri: str,
@@ -313,7 +343,30 @@ class _Stager:
         self.frames_decoded += written
         return _Built(writer, {"split": "val", "frame_count": len(self.source.frames[video]),
                                "frames_written": written, "objects": sorted(self.source.masks[video]),
+                               "masks": True,
                                "source": storage.join(self.source.root, savformat.FRAMES_DIR, video)}, written)
+
+
+def _object_pngs(ann: savformat.ManualAnnotation, ann_uri: str, index: int) -> list[tuple[str, bytes]]:
+    """The PNGs of the ``index``-th object: :func:`savflow.common.savformat.manual_to_object_pngs` of the annotation
+    cut down to that object (frame numbers unchanged), so that objects are encoded in parallel."""
+    obj = ann.masklet_ids[index]
+    one = dataclasses.replace(ann, masklet=[[objs[index]] for objs in ann.masklet], masklet_ids=[obj],
+                              size_buckets=None)
+    try:
+        return list(savformat.manual_to_object_pngs(one))
+    except ValueError as exc:  # a COCO RLE whose counts pycocotools cannot decode
+        raise VideoFailed("masks", f"{ann_uri}: masklet, object {obj}: {exc}") from exc
+
+
+def _marked_without_masks(dest: str, videos: list[str], workers: int) -> set[str]:
+    """The complete videos whose marker does not say masks were written (staged without them, or before the
+    option existed); a marker gone since the listing counts too, so the video is staged again."""
+    if not videos:
+        return set()
+    with ThreadPoolExecutor(workers, thread_name_prefix="stage-markers") as pool:
+        found = list(pool.map(partial(markers.read_marker, dest), videos))
+    return {v for v, marker in zip(videos, found) if not (marker or {}).get("masks")}
 
 
 def _fetch_listed(stager: _Stager, available: set[str], source: str, video: str) -> _Fetched | None:
@@ -339,7 +392,7 @@ def _check_args(shard: int, num_shards: int, sample_rate: int, jpeg_quality: int
 def stage(source: str, dest: str, videos: list[str] | None = None, shard: int = 0, num_shards: int = 1,
           sample_rate: int = 1, jpeg_quality: int = 95, workers: int | None = None,
           layout: Literal["dir", "tar"] | None = None, max_failures: int = 0, *,
-          scratch: str | Path | None = None, progress: bool = True) -> StageResult:
+          scratch: str | Path | None = None, progress: bool = True, masks: bool = False) -> StageResult:
     """Stage shard ``shard`` of ``num_shards`` of the split at ``source`` into ``dest``.
 
     ``videos`` restricts the run to these ids (default: every video in the source); the shard is a balanced,
@@ -348,32 +401,38 @@ def stage(source: str, dest: str, videos: list[str] | None = None, shard: int = 
     ``layout`` defaults to ``tar`` for a train split and ``dir`` for val/test (what the evaluator reads
     directly). ``workers`` threads encode JPEGs (default: the CPUs this process may use); ``scratch`` is the
     local folder for downloads and archives being built (default: the system temp folder).
+    ``masks``: for a train split, also write ``Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png`` from the
+    manual annotation (val/test always have them); needs a ``sample_rate`` that keeps the annotated frames, and
+    redoes the videos of this shard that were staged without masks.
     Writes ``{dest}/_reports/stage-shard-{K}-of-{N}.json`` and ``{dest}/file_list.txt`` (every complete video).
     """
     _check_args(shard, num_shards, sample_rate, jpeg_quality, layout, max_failures)
     started = time.monotonic()
     src = scan_source(source)
-    if src.kind == "val" and savformat.ANN_EVERY % sample_rate:
-        raise ValueError(f"sample_rate {sample_rate} would drop annotated frames of a val/test split "
-                         f"(masks are on every {savformat.ANN_EVERY}th frame); use a divisor of "
-                         f"{savformat.ANN_EVERY}")
+    masks = masks and src.kind == "train"
+    if (src.kind == "val" or masks) and savformat.ANN_EVERY % sample_rate:
+        what = "of a val/test split" if src.kind == "val" else "that masks are written for"
+        raise ValueError(f"sample_rate {sample_rate} would drop annotated frames {what} (masks are on every "
+                         f"{savformat.ANN_EVERY}th frame); use a divisor of {savformat.ANN_EVERY}")
     layout = layout or ("tar" if src.kind == "train" else "dir")
     available = set(src.videos())
     wanted = list(dict.fromkeys(videos)) if videos is not None else src.videos()
     weights = src.weights()
     mine = shard_of({v: weights.get(v, 0.0) for v in wanted}, shard, num_shards)
+    workers = workers or default_workers()
     done = markers.done_units(dest)
-    skipped = [v for v in mine if v in done]
-    todo = [v for v in mine if v not in done]
+    restage = _marked_without_masks(dest, [v for v in mine if v in done], max(8, 4 * workers)) if masks else set()
+    skipped = [v for v in mine if v in done and v not in restage]
+    todo = [v for v in mine if v not in done or v in restage]
     report = FailureReport("stage", total=len(mine), skipped=len(skipped))
-    log.info("stage shard %d of %d: %d videos from %s (%s), %d already complete, %s layout, sample rate %d",
-             shard, num_shards, len(mine), source, src.kind, len(skipped), layout, sample_rate)
+    log.info("stage shard %d of %d: %d videos from %s (%s), %d already complete, %d to redo with masks, %s layout, "
+             "sample rate %d", shard, num_shards, len(mine), source, src.kind, len(skipped), len(restage), layout,
+             sample_rate)
     staged: list[str] = []
     frames_written = 0
-    workers = workers or default_workers()
     scratch_root = Path(tempfile.mkdtemp(prefix="savflow-stage-", dir=scratch))
-    stager = _Stager(src, dest, layout=layout, sample_rate=sample_rate, jpeg_quality=jpeg_quality,
-                     workers=workers, scratch=scratch_root)
+    stager = _Stager(src, dest, layout=layout, sample_rate=sample_rate, jpeg_quality=jpeg_quality, masks=masks,
+                     workers=workers, scratch=scratch_root, restage=restage)
     bar = tqdm(total=len(todo), desc=f"stage {shard}-of-{num_shards}", unit="video", disable=not progress,
                mininterval=0.5 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
 

@@ -33,6 +33,8 @@ def test_fine_tuning_beats_the_starting_checkpoint(finetuned) -> None:
     assert set(scores) == {"base", "finetuned"}
     assert scores["base"]["num_videos"] == scores["finetuned"]["num_videos"] == 4
     assert scores["finetuned"]["J&F"] > scores["base"]["J&F"] + 5, scores
+    # the held-out videos come with manual annotations, so the scores are split by SA-V size bucket too
+    assert sum(b["objects"] for b in scores["finetuned"]["per_bucket"].values()) == 8
 
 
 def test_the_run_leaves_checkpoints_history_and_ui_artifacts(finetuned) -> None:

@@ -1,5 +1,6 @@
 """Staging end to end: real clips and generated SA-V videos through the GCS emulator, materialized to local disk
-and read by sam2's own ``JSONRawDataset``; val/test copies; restarts (partial videos, a killed process); bad input.
+and read by sam2's own ``JSONRawDataset``; train with per-object masks, scored per size bucket; val/test copies;
+restarts (partial videos, a killed process, masks added later); bad input.
 """
 
 from __future__ import annotations
@@ -358,3 +359,110 @@ def test_cli_tar_layout_costs_at_most_five_requests_per_video(gcs_emulator: str,
         assert len([r for r in materialized if f"/{video}" in _object_of(r)]) == 2  # marker + archive
     assert len(staged) <= 5 * len(ids), [(r.method, r.path) for r in staged]
     assert (tmp_path / "local" / "file_list.txt").read_text().split() == ids
+
+
+MASKED = SyntheticSpec(num_videos=2, num_frames=16, height=96, width=96, num_objects=3, seed=0)  # 2 size buckets
+
+
+def object_pngs(source: str, video: str) -> dict[str, bytes]:
+    """The independent reference: savformat's per-object PNGs of the video's manual.json as it is in the source."""
+    uri = storage.join(source, f"{video}_manual.json")
+    return dict(savformat.manual_to_object_pngs(savformat.parse_manual_json(storage.read_bytes(uri), file=uri)))
+
+
+def edit_annotation(source: str, video: str, frame: int, obj: int, rle: dict | None) -> None:
+    uri = storage.join(source, f"{video}_manual.json")
+    doc = json.loads(storage.read_bytes(uri))
+    doc["masklet"][frame][obj] = rle
+    storage.write_text(uri, json.dumps(doc))
+
+
+def staged_masks(local: Path, video: str) -> dict[str, bytes]:
+    folder = local / savformat.MASKS_DIR / video
+    return {p.relative_to(local).as_posix(): p.read_bytes() for p in folder.rglob("*.png")}
+
+
+def test_train_split_with_masks_is_scored_per_size_bucket(gcs_bucket: str, tmp_path: Path) -> None:
+    from savflow.evaluate.evaluator import evaluate, size_buckets_from_manual
+    from savflow.infer.sources import Sources, VideoCounts
+
+    source = f"{gcs_bucket}/raw"
+    ids = write_raw_train_split(source, MASKED)
+    edit_annotation(source, ids[0], 1, 2, None)  # object 2 absent on frame 4: an empty PNG, as in val/test
+    expected = {video: object_pngs(source, video) for video in ids}
+    hidden = expected[ids[0]][savformat.object_mask_path(ids[0], 2, 4)]
+    assert not savformat.decode_object_png(hidden).any()
+    for layout in ("dir", "tar"):
+        dest = f"{gcs_bucket}/staged-{layout}"
+        result = stage(source, dest, sample_rate=4, workers=2, layout=layout, masks=True, progress=False)
+        assert (result.layout, result.staged, result.failures) == (layout, ids, [])
+        local = tmp_path / layout
+        assert materialize(dest, local, workers=2) == ids
+        for video in ids:
+            marker = markers.read_marker(dest, video)
+            assert (marker["masks"], marker["objects"]) == (True, [0, 1, 2])
+            got = staged_masks(local, video)
+            assert len(got) == 3 * 4 and got == expected[video]
+            assert {e["name"] for e in marker["files"] if e["name"].startswith(savformat.MASKS_DIR)} == set(got)
+            assert (local / savformat.annotation_path(video)).read_bytes() == \
+                storage.read_bytes(f"{source}/{video}_manual.json")
+            assert sorted(p.name for p in (local / savformat.FRAMES_DIR / video).iterdir()) == \
+                [f"{t:05d}.jpg" for t in range(0, 16, 4)]
+            if layout == "dir":
+                check_against_marker(dest, video)
+        sources = Sources.resolve(f"{dest}/{savformat.FRAMES_DIR}", f"{dest}/{savformat.MASKS_DIR}")
+        assert sources.counts(ids) == {video: VideoCounts(frames=4, objects=3) for video in ids}
+
+    dest = f"{gcs_bucket}/staged-dir"
+    buckets = size_buckets_from_manual(storage.join(dest, savformat.annotation_path(v)) for v in ids)
+    assert sorted(buckets) == ids
+    scored = evaluate(gt_root=f"{dest}/{savformat.MASKS_DIR}", pred_root=f"{dest}/{savformat.MASKS_DIR}",
+                      size_buckets=buckets, num_workers=2)
+    assert scored.global_scores.jf == pytest.approx(100.0) and scored.global_scores.objects == 6
+    assert buckets == {ids[0]: {"000": "small", "001": "small", "002": "medium"},
+                       ids[1]: {"000": "small", "001": "small", "002": "medium"}}
+    per_bucket = scored.per_bucket()
+    assert {b: s.objects for b, s in per_bucket.items()} == {"medium": 2, "small": 4}
+    assert all(s.jf == pytest.approx(100.0) for s in per_bucket.values())
+
+
+@pytest.mark.parametrize("layout", ["dir", "tar"])
+def test_masks_rerun_redoes_videos_staged_without_them(tmp_path: Path, layout: str) -> None:
+    source, dest = tmp_path / "raw", tmp_path / "staged"
+    ids = write_raw_train_split(str(source), SyntheticSpec(num_videos=3, num_frames=8, height=32, width=32,
+                                                           num_objects=2, seed=10))
+    first = stage(str(source), str(dest), videos=ids[:2], layout=layout, workers=1, progress=False)
+    assert first.staged == ids[:2] and markers.read_marker(str(dest), ids[0])["masks"] is False
+    assert not storage.list_prefix(str(dest / savformat.MASKS_DIR))
+    legacy = markers.read_marker(str(dest), ids[1])  # a marker written before masks were an option
+    del legacy["masks"]
+    markers.clear_marker(str(dest), ids[1])
+    markers.write_marker(str(dest), ids[1], legacy)
+    edit_annotation(str(source), ids[2], 1, 1, {"size": [32, 32], "counts": [2000]})  # runs past 32 x 32
+    with pytest.raises(ValueError, match="sample_rate 3 would drop annotated frames"):
+        stage(str(source), str(dest), sample_rate=3, layout=layout, masks=True, progress=False)
+
+    code = savflow_main(["stage", "--source", str(source), "--dest", str(dest), "--layout", layout, "--masks",
+                         "--workers", "1", "--no-progress"])
+    assert code == 1
+    report = json.loads((dest / "_reports" / "stage-shard-0-of-1.json").read_text())
+    assert (report["done"], report["skipped"]) == (2, 0)
+    [failure] = report["failures"]
+    assert (failure["video"], failure["stage"]) == (ids[2], "masks")
+    assert f"{ids[2]}_manual.json: masklet, object 1" in failure["reason"]
+    assert sorted(markers.done_units(str(dest))) == ids[:2]
+    local = tmp_path / "local"
+    assert materialize(str(dest), local) == ids[:2]
+    for video in ids[:2]:
+        assert markers.read_marker(str(dest), video)["masks"] is True
+        assert staged_masks(local, video) == object_pngs(str(source), video)
+        assert len(list((local / savformat.FRAMES_DIR / video).iterdir())) == 8
+        if layout == "dir":
+            check_against_marker(str(dest), video)
+
+    # Without the flag, videos staged with masks are complete; the broken RLE does not matter.
+    plain = stage(str(source), str(dest), layout=layout, workers=1, progress=False)
+    assert (plain.skipped, plain.staged, plain.exit_code) == (ids[:2], [ids[2]], 0)
+    assert markers.read_marker(str(dest), ids[2])["masks"] is False
+    again = stage(str(source), str(dest), videos=ids[:2], layout=layout, workers=1, masks=True, progress=False)
+    assert (again.skipped, again.staged) == (ids[:2], [])
