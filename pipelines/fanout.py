@@ -12,7 +12,7 @@ from kfp import dsl
 
 from savflow.evaluate.component import evaluate
 from savflow.infer.component import infer_shard, plan_inference_shards
-from savflow.pipelines.task_settings import INFER, TaskSettings
+from savflow.pipelines.task_settings import EVALUATE, INFER, TaskSettings
 
 MAX_PARALLEL_SHARDS = 0
 
@@ -36,8 +36,9 @@ def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, fra
         ts.scratch(infer)
         ts.gpu(infer, accelerator_type, node_selector, tolerations)
     scores = evaluate(gt_root=masks, pred_root=pred_root, frames_root=frames, output=eval_root,
-                      video_list=video_list, annotations_root=annotations_root, title=title)
+                      video_list=video_list, annotations_root=annotations_root, title=title,
+                      num_workers=int(EVALUATE[0]))
     ts.name(scores, f"evaluate ({title})")
     scores.after(infer)
-    ts.uncached(ts.image(scores, image))
+    ts.uncached(ts.image(scores, image, EVALUATE))
     return scores

@@ -46,6 +46,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     size = None if args.no_demo else DemoSize(train_videos=args.train_videos, val_videos=args.val_videos,
                                                  frames=args.frames, epochs=args.epochs, seed=args.seed)
-    result = run_local(args.pipeline, args.workdir, params, demo=size)
+    try:
+        result = run_local(args.pipeline, args.workdir, params, demo=size)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"savflow run-local: {exc}")
+        return 2
+    except RuntimeError as exc:  # kfp.local's report of a failed task; the task's own log is above
+        print(f"savflow run-local: {exc}")
+        return 1
     print(result.summary)
     return 0

@@ -13,9 +13,11 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from savflow.common import storage, synthetic
 
@@ -37,26 +39,37 @@ class DemoSize:
     seed: int = 0
 
 
+DEMO_MARKER = "demo.json"
+
+
 def prepare_demo(workdir: Path, size: DemoSize) -> dict[str, Any]:
     """Generate the raw splits and the starting checkpoint under ``workdir``; returns the pipeline parameters.
 
-    Generation is skipped for parts already there, so a re-run reuses the data (and the stage step then finds
-    every video complete).
+    ``{workdir}/raw/demo.json`` records the size, written after the data: a re-run with the same size reuses the
+    data (and the stage step then finds every video complete); data without the record (an interrupted
+    generation) is generated again; another size in the same work directory is refused, since the staged data
+    and the experiment there belong to the first one.
     """
     from savflow.train.init_weights import write_random_init_checkpoint
 
-    raw_train, raw_val = workdir / "raw" / "train", workdir / "raw" / "val"
-    res = 128
-    if not raw_train.exists():
+    raw = workdir / "raw"
+    raw_train, raw_val = raw / "train", raw / "val"
+    wanted = json.dumps(asdict(size), sort_keys=True)
+    marker = raw / DEMO_MARKER
+    if marker.exists() and marker.read_text() != wanted:
+        raise ValueError(f"{workdir} holds a demo of another size ({marker.read_text()}); use another --workdir")
+    if not marker.exists():
+        storage.delete(str(raw))
+        res = 128
         synthetic.write_raw_train_split(str(raw_train), synthetic.SyntheticSpec(
             num_videos=size.train_videos, num_frames=size.frames, height=res, width=res,
             num_objects=size.objects, seed=size.seed, first_index=1))
-    if not raw_val.exists():
         # held-out videos in the train format: staging writes their masks, and their manual annotations give the
         # evaluation its SA-V size buckets
         synthetic.write_raw_train_split(str(raw_val), synthetic.SyntheticSpec(
             num_videos=size.val_videos, num_frames=size.frames, height=res, width=res, num_objects=size.objects,
             seed=size.seed + 1, first_index=1001))
+        storage.write_text(str(marker), wanted)
     init = workdir / "checkpoints" / "init.pt"
     if not init.exists():
         write_random_init_checkpoint(TINY_MODEL, str(init), seed=size.seed)
@@ -101,6 +114,14 @@ def declared_params(name: str) -> dict[str, str]:
     return read_package(COMPILED_DIR / f"{name}.yaml").parameter_types
 
 
+def required_params(name: str) -> list[str]:
+    """The parameters of ``name`` that have no default."""
+    from savflow.pipelines.compile import COMPILED_DIR
+
+    doc = next(yaml.safe_load_all((COMPILED_DIR / f"{name}.yaml").read_text()))
+    return [k for k, v in doc["root"]["inputDefinitions"]["parameters"].items() if not v.get("isOptional")]
+
+
 def run_pipeline(name: str, params: dict[str, Any], pipeline_root: Path) -> Any:
     """Run the named pipeline, built without cluster settings, with ``kfp.local``'s subprocess runner in this
     Python environment."""
@@ -124,7 +145,10 @@ def run_pipeline(name: str, params: dict[str, Any], pipeline_root: Path) -> Any:
 
 
 def eval_dirs(experiment_dir: str, since: float) -> list[str]:
-    """Evaluation outputs under an experiment written after ``since`` (a ``time.time()``), by path."""
+    """Evaluation outputs under a local experiment directory written after ``since`` (a ``time.time()``), by
+    path; none for a bucket (each evaluate step logs its output URI)."""
+    if storage.is_gcs(experiment_dir):
+        return []
     root = storage.join(experiment_dir, "eval")
     found = []
     for name in storage.list_prefix(root):
@@ -165,6 +189,9 @@ def run_local(name: str, workdir: Path, params: dict[str, Any], *, demo: DemoSiz
     unknown = sorted(set(merged) - set(declared))
     if unknown:
         raise ValueError(f"unknown parameter(s) of {name}: {', '.join(unknown)}")
+    missing = sorted(set(required_params(name)) - set(merged))
+    if missing:
+        raise ValueError(f"{name} needs the parameter(s) {', '.join(missing)} (--param KEY=VALUE)")
     pipeline_root = workdir / "kfp"
     log.info("running %s locally with %s", name, json.dumps(merged, sort_keys=True))
     result = run_pipeline(name, merged, pipeline_root)

@@ -25,6 +25,7 @@ CREDENTIALS_DIR = "/var/run/secrets/savflow/gcp"
 RUN_AS = 10001
 # (cpu, memory) requests = limits of each kind of step.
 LIGHT = ("1", "4Gi")
+EVALUATE = ("2", "8Gi")
 STAGE = ("8", "16Gi")
 INFER = ("8", "48Gi")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -131,7 +130,9 @@ def _local_commit(tmp: Path, final: Path, create_only: bool, uri: str) -> None:
 
 
 def _gcs_call(uri: str, fn, *args, **kwargs):
+    """Call the client, turning its errors into ours, each naming the URI (403, 5xx, missing credentials)."""
     from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
 
     try:
         return fn(*args, **kwargs)
@@ -139,6 +140,8 @@ def _gcs_call(uri: str, fn, *args, **kwargs):
         raise NotFoundError(f"{uri}: not found") from exc
     except gexc.PreconditionFailed as exc:
         raise AlreadyExistsError(f"{uri}: already exists (create-only write)") from exc
+    except (gexc.GoogleAPICallError, auth_exc.GoogleAuthError) as exc:
+        raise StorageError(f"{uri}: {exc}") from exc
 
 
 def read_bytes(uri: str) -> bytes:
@@ -355,8 +358,3 @@ def _raise_first(results: list, uri: str, names: list[str]) -> None:
     for name, result in zip(names, results):
         if isinstance(result, Exception):
             raise StorageError(f"{join(uri, name)}: transfer failed: {result}") from result
-
-
-def scratch_dir(prefix: str = "savflow-") -> Path:
-    """A fresh local temporary directory (caller removes it)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))

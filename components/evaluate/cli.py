@@ -50,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(args.gt_root, args.pred_root, videos, strict=args.strict,
                           skip_first_last=not args.do_not_skip_first_last, num_workers=args.num_workers,
                           size_buckets=buckets, progress=not args.quiet)
-    except (EvaluationError, SavFormatError, storage.StorageError) as exc:
+        uris = write_results(result, args.output)
+    except (EvaluationError, SavFormatError, storage.StorageError, OSError) as exc:
         print(f"savflow evaluate: error: {exc}", file=sys.stderr)
         return 1
-    uris = write_results(result, args.output)
     print(summary_text(result, table=not args.quiet))
     print(f"Saved {uris['csv']} and {uris['json']}")
     return 0

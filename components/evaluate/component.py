@@ -23,10 +23,11 @@ def resolve_checkpoint(checkpoint: str, experiment_dir: str) -> str:
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def evaluate(gt_root: str, pred_root: str, frames_root: str, output: str, metrics: Output[Metrics],
              table: Output[Markdown], overlays: Output[HTML], video_list: str = "", annotations_root: str = "",
-             title: str = "SA-V evaluation") -> float:
+             title: str = "SA-V evaluation", num_workers: int = 2) -> float:
     """SA-V J&F of ``pred_root`` against ``gt_root``: results.csv and metrics.json under ``output``, KFP Metrics
     (J&F, J, F, and per size bucket when ``annotations_root`` has the manual JSONs), a Markdown table and an HTML
-    page of overlays. Returns J&F (x100)."""
+    page of overlays. ``num_workers`` scoring processes: set it to the task's CPU limit (a pod sees all of the
+    node's CPUs). Returns J&F (x100)."""
     import logging
 
     from savflow.common import storage
@@ -42,7 +43,8 @@ def evaluate(gt_root: str, pred_root: str, frames_root: str, output: str, metric
         manual = [storage.join(annotations_root, n) for n in storage.list_prefix(annotations_root, recursive=False)
                   if n.endswith("_manual.json")]
         buckets = size_buckets_from_manual(manual) or None
-    result = run_evaluation(gt_root, pred_root, read_video_list(video_list), size_buckets=buckets)
+    result = run_evaluation(gt_root, pred_root, read_video_list(video_list), num_workers=num_workers,
+                            size_buckets=buckets)
     write_results(result, output)
     print(summary_text(result))
     total = result.global_scores
@@ -63,6 +65,7 @@ def check_regression(experiment_dir: str, run_id: str, checkpoint: str, eval_out
                      baseline: float = -1.0) -> str:
     """Record this evaluation in the experiment's history and fail when J&F fell by more than ``max_drop``
     points against the previous evaluation or against ``baseline`` (negative = no baseline)."""
+    import dataclasses
     import datetime
     import json
 
@@ -76,7 +79,7 @@ def check_regression(experiment_dir: str, run_id: str, checkpoint: str, eval_out
         finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     verdict = regression.compare(entry, regression.load_history(experiment_dir),
                                  baseline=baseline if baseline >= 0 else None, max_drop=max_drop)
-    regression.append_history(experiment_dir, entry)
+    regression.append_history(experiment_dir, dataclasses.replace(entry, passed=verdict.ok))
     report = "\n".join(verdict.messages)
     print(report)
     if not verdict.ok:

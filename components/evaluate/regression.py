@@ -1,8 +1,10 @@
 """Regression checks for recurring evaluations: compare a run's J&F with the previous run and a baseline.
 
 Each evaluation of an experiment appends one JSON line to ``{experiment_dir}/eval/history.jsonl``; the
-recurring ``sav-evaluate`` pipeline compares the new score with the newest earlier line of the same experiment
-and with an optional fixed baseline, and fails the run when J&F falls by more than ``max_drop`` points.
+recurring ``sav-evaluate`` pipeline compares the new score with the newest earlier *passing* evaluation of the
+same experiment and with an optional fixed baseline, and fails the run when J&F falls by more than ``max_drop``
+points. A failing evaluation is recorded too (``passed: false``) but never becomes the reference, so a lasting
+regression keeps failing until it is fixed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class HistoryEntry:
     num_videos: int
     num_objects: int
     finished_at: str
+    passed: bool = True
 
     def to_line(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -58,8 +61,8 @@ def parse_history(text: str, *, file: str = "?") -> list[HistoryEntry]:
 
 def compare(current: HistoryEntry, history: list[HistoryEntry], *, baseline: float | None,
             max_drop: float) -> Verdict:
-    """Compare ``current`` with the newest earlier entry of another run and with ``baseline`` (J&F x100)."""
-    previous = next((e for e in reversed(history) if e.run != current.run), None)
+    """Compare ``current`` with the newest earlier passing entry of another run and with ``baseline`` (J&F x100)."""
+    previous = next((e for e in reversed(history) if e.run != current.run and e.passed), None)
     messages, ok = [], True
     delta_prev = delta_base = None
     if previous is not None:
@@ -71,7 +74,7 @@ def compare(current: HistoryEntry, history: list[HistoryEntry], *, baseline: flo
             messages.append(f"J&F fell by {-delta_prev:.2f} points since run {previous.run}, more than the "
                             f"allowed {max_drop:.2f}")
     else:
-        messages.append("no previous evaluation of this experiment")
+        messages.append("no previous passing evaluation of this experiment")
     if baseline is not None:
         delta_base = current.j_and_f - baseline
         messages.append(f"J&F {current.j_and_f:.2f} vs baseline {baseline:.2f} ({delta_base:+.2f})")

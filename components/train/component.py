@@ -12,7 +12,8 @@ def train(image: str, config: str, train_frames: str, train_annotations: str, ex
           epochs: int = 0, batch_size: int = 0, num_workers: int = -1, seed: int = -1, overrides: list = [],
           backend: str = "pytorchjob", nodes: int = 1, gpus_per_node: int = 1, cpu: str = "8",
           memory: str = "64Gi", shm_size: str = "16Gi", scratch_size: str = "200Gi", node_selector: dict = {},
-          tolerations: list = [], service_account: str = "savflow-train", credentials_secret: str = "",
+          tolerations: list = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+          service_account: str = "savflow-train", credentials_secret: str = "",
           namespace: str = "", timeout_s: int = 604800) -> str:
     """Fine-tune, resuming from the experiment's newest checkpoint; returns the model-only checkpoint URI.
 
@@ -28,7 +29,7 @@ def train(image: str, config: str, train_frames: str, train_annotations: str, ex
         experiment_dir=experiment_dir, checkpoint=checkpoint, file_list=file_list, epochs=epochs,
         batch_size=batch_size, num_workers=num_workers, seed=seed, overrides=overrides, nodes=nodes,
         gpus_per_node=gpus_per_node, cpu=cpu, memory=memory, shm_size=shm_size, scratch_size=scratch_size,
-        node_selector=node_selector, tolerations=tolerations or None, service_account=service_account,
+        node_selector=node_selector, tolerations=tolerations, service_account=service_account,
         credentials_secret=credentials_secret)
     result = step.run_train_step(spec, backend=backend, run_id=run_id, experiment_dir=experiment_dir,
                                  namespace=namespace, timeout_s=timeout_s)

@@ -15,7 +15,7 @@ def entry(run: str, jf: float) -> rg.HistoryEntry:
 def test_first_run_passes_without_references() -> None:
     v = rg.compare(entry("r1", 50.0), [], baseline=None, max_drop=1.0)
     assert v.ok and v.previous is None and v.delta_previous is None
-    assert v.messages == ["no previous evaluation of this experiment"]
+    assert v.messages == ["no previous passing evaluation of this experiment"]
 
 
 def test_drop_within_threshold_passes_and_beyond_fails() -> None:
@@ -48,3 +48,10 @@ def test_history_round_trip_and_no_duplicates(store_root: str) -> None:
 def test_malformed_history_names_file_and_line() -> None:
     with pytest.raises(ValueError, match=r"h.jsonl:2: not a history entry"):
         rg.parse_history(entry("r1", 1.0).to_line() + "\n{bad\n", file="h.jsonl")
+
+
+def test_a_failed_evaluation_never_becomes_the_reference() -> None:
+    """Otherwise a lasting regression would fail once and pass from the next run on."""
+    failed = rg.HistoryEntry(**{**entry("r2", 40.0).__dict__, "passed": False})
+    v = rg.compare(entry("r3", 40.0), [entry("r1", 50.0), failed], baseline=None, max_drop=1.0)
+    assert v.previous.run == "r1" and not v.ok
