@@ -11,6 +11,7 @@ from __future__ import annotations
 from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 from hydra_plugins.savflow_searchpath import CONFIG_PACKAGE, SavflowSearchPathPlugin
 
 
@@ -28,7 +29,7 @@ def ensure_search_path() -> None:
     if _has_our_path():
         return
     plugins = Plugins.instance()
-    if SavflowSearchPathPlugin not in plugins.discover(SavflowSearchPathPlugin.__mro__[1]):
+    if SavflowSearchPathPlugin not in plugins.discover(SearchPathPlugin):
         plugins.register(SavflowSearchPathPlugin)
     GlobalHydra.instance().clear()
     initialize_config_module("sam2", version_base="1.2")
