@@ -19,7 +19,7 @@ MAX_PARALLEL_SHARDS = 0
 
 def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, frames, masks, annotations_root,
                        pred_root, eval_root, video_list, num_shards, use_all_masks, track_later_objects, device,
-                       accelerator_type, node_selector, tolerations, title: str, after=()) -> dsl.PipelineTask:
+                       node_selector, tolerations, title: str, after=()) -> dsl.PipelineTask:
     """Add the fan-out over ``num_shards`` shards and the evaluation; returns the evaluate task."""
     plan = plan_inference_shards(frames=frames, masks=masks, num_shards=num_shards, checkpoint=checkpoint,
                                  video_list=video_list)
@@ -34,7 +34,7 @@ def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, fra
         ts.image(infer, image, INFER)
         ts.retries(infer)
         ts.scratch(infer)
-        ts.gpu(infer, accelerator_type, node_selector, tolerations)
+        ts.gpu(infer, node_selector, tolerations)
     scores = evaluate(gt_root=masks, pred_root=pred_root, frames_root=frames, output=eval_root,
                       video_list=video_list, annotations_root=annotations_root, title=title,
                       num_workers=int(EVALUATE[0]))

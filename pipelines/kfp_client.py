@@ -32,6 +32,8 @@ from savflow.pipelines import compile as compile_mod
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
+# Where a standard Kubeflow install runs the KFP API server (kfp.Client's own default).
+DEFAULT_KFP_NAMESPACE = "kubeflow"
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
 MAX_CONCURRENCY_LIMIT = 10  # the KFP API server rejects recurring runs above this
 _EQUALS = 1  # filter.proto Predicate.Operation EQUALS, as kfp.Client itself sends it
@@ -98,10 +100,45 @@ def _with_scheme(url: str) -> str:
     return url if url.startswith(("http://", "https://")) else "https://" + url
 
 
+def _client_class() -> type:
+    """``kfp.Client`` that keeps its API-server proxy path when the kubeconfig authenticates with a token.
+
+    Without a host, kfp.Client loads the kubeconfig into its configuration and appends the service-proxy path
+    to the API server's address (kfp/client/client.py ``_load_config``). For token users (GKE's auth plugin,
+    service-account tokens) kubernetes' loader also installs a ``refresh_api_key_hook`` that copies the
+    kubeconfig's ``host`` back into the configuration before every request
+    (kubernetes/config/kube_config.py ``_set_config``), so every request after the first loses the path and
+    reaches the API server's root instead of KFP. The hook is wrapped to restore the proxied address.
+    """
+    import kfp
+
+    class Client(kfp.Client):
+        def _load_config(self, *args: Any, **kwargs: Any) -> Any:
+            config = super()._load_config(*args, **kwargs)
+            hook, proxied = config.refresh_api_key_hook, config.host
+            if hook is not None and "/services/ml-pipeline:http/proxy" in (proxied or ""):
+                def refresh(configuration: Any) -> None:
+                    hook(configuration)
+                    configuration.host = proxied
+
+                config.refresh_api_key_hook = refresh
+            return config
+
+    return Client
+
+
 def connect(host: str | None = None, namespace: str | None = None, token: str | None = None,
             sa_token_path: str | None = None, kube_context: str | None = None,
-            ui_host: str | None = None) -> Connection:
+            ui_host: str | None = None, kfp_namespace: str = DEFAULT_KFP_NAMESPACE) -> Connection:
     """Make a ``kfp.Client``.
+
+    Two namespaces, which kfp.Client's constructor conflates: ``kfp_namespace`` is where Kubeflow Pipelines is
+    installed, used only to find the API without ``host`` (``ml-pipeline.{kfp_namespace}.svc`` in a pod, or the
+    kubeconfig's API-server proxy to that service); ``namespace`` is the user's profile namespace on a
+    multi-user install, sent with every request (experiments, runs, recurring runs). Passing the profile
+    namespace to the constructor, as kfp's docs suggest, makes it look for the API server in the profile
+    namespace (sdk/python/kfp/client/client.py, ``_load_config``: ``_IN_CLUSTER_DNS_NAME.format(namespace)`` and
+    ``_KUBE_PROXY_PATH.format(namespace)``).
 
     Credentials, first that applies: ``token`` (else ``$KF_PIPELINES_TOKEN``) as a bearer token; a projected
     service-account token file ``sa_token_path`` (re-read on every request, as the kubelet rotates it); else
@@ -113,12 +150,22 @@ def connect(host: str | None = None, namespace: str | None = None, token: str | 
 
     token = token or os.environ.get(TOKEN_ENV) or None
     credentials = ServiceAccountTokenVolumeCredentials(sa_token_path) if sa_token_path and not token else None
+    host = host or os.environ.get("KF_PIPELINES_ENDPOINT") or None
+    kfp_namespace = kfp_namespace or DEFAULT_KFP_NAMESPACE
+    # With a host the constructor's namespace only sets the user's (and a given one skips the multi-user
+    # healthz probe); without one it is where the constructor looks for the API.
+    constructor_namespace = (namespace or DEFAULT_KFP_NAMESPACE) if host else kfp_namespace
     with warnings.catch_warnings(), _quiet():
         warnings.filterwarnings("ignore", message="This client only works with Kubeflow Pipeline",
                                 category=FutureWarning)
-        # kfp.Client reads namespace="kubeflow" (its default) as "not given" and then probes healthz for multi-user
-        client = kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=token,
-                            credentials=credentials, kube_context=kube_context, ui_host=ui_host)
+        client = _client_class()(host=host, namespace=constructor_namespace, existing_token=token,
+                                 credentials=credentials, kube_context=kube_context, ui_host=ui_host)
+    if not host and (namespace or kfp_namespace != DEFAULT_KFP_NAMESPACE):
+        # The constructor takes a non-default namespace as the user's too (client.py: "If custom namespace
+        # provided, overwrite ... context settings"); the user's is the one kfp must fall back to.
+        # set_user_namespace() would also write ~/.config/kfp/context.json, so only the in-memory setting
+        # changes.
+        client._context_setting["namespace"] = namespace or ""  # noqa: SLF001 - see above
     base = (os.environ.get("KF_PIPELINES_UI_ENDPOINT") or ui_host or host
             or os.environ.get("KF_PIPELINES_ENDPOINT"))
     return Connection(client=client, ui_base=_with_scheme(base).rstrip("/") if base else None,

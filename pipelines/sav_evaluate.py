@@ -7,10 +7,11 @@ baseline; the run fails when J&F fell by more than ``max_drop`` points. The data
 
 from kfp import dsl
 
+from savflow.common.deployment import DEFAULT_IMAGE, GPU_TOLERATION
+from savflow.common.savformat import split_paths
 from savflow.evaluate.component import check_regression, resolve_checkpoint
 from savflow.pipelines.fanout import infer_and_evaluate
-from savflow.pipelines.task_settings import GPU_TOLERATION, TaskSettings
-from savflow.train.jobspec import DEFAULT_IMAGE
+from savflow.pipelines.task_settings import TaskSettings
 
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
@@ -32,21 +33,21 @@ def build(cluster: bool = True):
         use_all_masks: bool = False,
         track_later_objects: bool = True,
         infer_device: str = "auto",
-        accelerator_type: str = "nvidia-tesla-a100",
         node_selector: dict = {},
-        tolerations: list = [GPU_TOLERATION],
+        tolerations: list = [dict(GPU_TOLERATION)],
         max_drop: float = 1.0,
         baseline: float = -1.0,
     ) -> str:
         resolved = resolve_checkpoint(checkpoint=checkpoint, experiment_dir=experiment_dir)
         ts.uncached(ts.image(resolved, image))
         eval_dir = f"{experiment_dir}/eval/{RUN_ID}"
+        val = split_paths(staged_val)
         scores = infer_and_evaluate(
             ts, image=image, checkpoint=resolved.output, model_config=model_config,
-            frames=f"{staged_val}/JPEGImages_24fps", masks=f"{staged_val}/Annotations_6fps",
-            annotations_root=f"{staged_val}/annotations", pred_root=f"{eval_dir}/pred", eval_root=eval_dir,
+            frames=val.frames, masks=val.masks,
+            annotations_root=val.annotations, pred_root=f"{eval_dir}/pred", eval_root=eval_dir,
             video_list=val_video_list, num_shards=infer_shards, use_all_masks=use_all_masks,
-            track_later_objects=track_later_objects, device=infer_device, accelerator_type=accelerator_type,
+            track_later_objects=track_later_objects, device=infer_device,
             node_selector=node_selector, tolerations=tolerations, title="evaluation")
         verdict = check_regression(experiment_dir=experiment_dir, run_id=RUN_ID, checkpoint=resolved.output,
                                    eval_output=eval_dir, max_drop=max_drop, baseline=baseline)

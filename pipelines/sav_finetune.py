@@ -6,12 +6,13 @@ after fine-tuning. Paths of one run live under ``{experiment_dir}/eval/{run id}/
 
 from kfp import dsl
 
+from savflow.common.deployment import DEFAULT_IMAGE, GPU_TOLERATION, TRAIN_SERVICE_ACCOUNT
+from savflow.common.savformat import ANN_EVERY, split_paths
 from savflow.evaluate.component import publish_finetune
 from savflow.pipelines.fanout import infer_and_evaluate
-from savflow.pipelines.task_settings import GPU_TOLERATION, STAGE, TaskSettings
+from savflow.pipelines.task_settings import STAGE, TaskSettings
 from savflow.stage.component import shard_indices, stage_shard
 from savflow.train.component import train
-from savflow.train.jobspec import DEFAULT_IMAGE
 
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
@@ -44,13 +45,14 @@ def build(cluster: bool = True):
         train_cpu: str = "32",
         train_memory: str = "256Gi",
         train_shm: str = "64Gi",
-        train_scratch: str = "500Gi",
+        train_scratch: str = "",
         train_timeout_s: int = 604800,
         namespace: str = "",
-        train_service_account: str = "savflow-train",
+        train_service_account: str = TRAIN_SERVICE_ACCOUNT,
+        queue_name: str = "",
         credentials_secret: str = "",
         stage_shards: int = 4,
-        sample_rate: int = 1,
+        sample_rate: int = ANN_EVERY,
         jpeg_quality: int = 95,
         train_layout: str = "tar",
         stage_max_failures: int = 0,
@@ -58,9 +60,8 @@ def build(cluster: bool = True):
         use_all_masks: bool = False,
         track_later_objects: bool = True,
         infer_device: str = "auto",
-        accelerator_type: str = "nvidia-tesla-a100",
         node_selector: dict = {},
-        tolerations: list = [GPU_TOLERATION],
+        tolerations: list = [dict(GPU_TOLERATION)],
     ) -> float:
         indices = ts.image(shard_indices(num_shards=stage_shards), image)
         with dsl.ParallelFor(indices.output) as k:
@@ -76,24 +77,26 @@ def build(cluster: bool = True):
             ts.uncached(ts.scratch(ts.retries(ts.image(stage_val, image, STAGE))))
 
         eval_dir = f"{experiment_dir}/eval/{RUN_ID}"
-        common = dict(image=image, model_config=model_config, frames=f"{staged_val}/JPEGImages_24fps",
-                      masks=f"{staged_val}/Annotations_6fps", annotations_root=f"{staged_val}/annotations",
+        val = split_paths(staged_val)
+        common = dict(image=image, model_config=model_config, frames=val.frames,
+                      masks=val.masks, annotations_root=val.annotations,
                       video_list=val_video_list, num_shards=infer_shards, use_all_masks=use_all_masks,
                       track_later_objects=track_later_objects, device=infer_device,
-                      accelerator_type=accelerator_type, node_selector=node_selector, tolerations=tolerations)
+                      node_selector=node_selector, tolerations=tolerations)
 
         base = infer_and_evaluate(ts, checkpoint=init_checkpoint, pred_root=f"{eval_dir}/base/pred",
                                   eval_root=f"{eval_dir}/base", title="starting checkpoint", after=[stage_val],
                                   **common)
 
-        trained = train(image=image, config=train_config, train_frames=f"{staged_train}/JPEGImages_24fps",
-                        train_annotations=f"{staged_train}/annotations", experiment_dir=experiment_dir,
+        trained = train(image=image, config=train_config, train_frames=split_paths(staged_train).frames,
+                        train_annotations=split_paths(staged_train).annotations, experiment_dir=experiment_dir,
                         run_id=RUN_ID, checkpoint=init_checkpoint, file_list=train_video_list, epochs=epochs,
                         batch_size=batch_size, seed=seed, overrides=train_overrides, backend=train_backend,
                         nodes=nodes, gpus_per_node=gpus_per_node, cpu=train_cpu, memory=train_memory,
                         shm_size=train_shm, scratch_size=train_scratch, node_selector=node_selector,
                         tolerations=tolerations, service_account=train_service_account,
-                        credentials_secret=credentials_secret, namespace=namespace, timeout_s=train_timeout_s)
+                        credentials_secret=credentials_secret, namespace=namespace, timeout_s=train_timeout_s,
+                        queue_name=queue_name)
         trained.after(stage_train)
         ts.uncached(ts.image(trained, image))
         checkpoint = trained.outputs["Output"]

@@ -4,6 +4,11 @@ A pipeline is built either for a cluster (everything below applies; tests check 
 platform spec) or for ``kfp.local`` (``cluster=False``): there the settings are left out, since the local runner
 ignores the Kubernetes ones with a warning each, but honours retries (a failing local step would wait minutes
 between attempts) and environment variables (a ``TMPDIR`` on a volume that is not there breaks every step).
+
+What the compiled platform config may contain depends on the KFP backend that runs it: the driver parses it
+with unknown fields rejected, and ``securityContext`` exists from kfp-kubernetes / KFP 2.16 on
+(:data:`savflow.common.platforms.KFP_BACKENDS`; ``tests/integration/test_platform_protos.py`` parses the compiled
+pipelines with each supported release's protos).
 """
 
 from __future__ import annotations
@@ -13,16 +18,11 @@ from dataclasses import dataclass
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-SCRATCH_MOUNT = "/scratch"
+from savflow.common.deployment import (CREDENTIALS_DIR, CREDENTIALS_FILE, CREDENTIALS_SECRET, GPU_RESOURCE,
+                                       KEY_FILE_ENV, RUN_AS_GROUP, RUN_AS_USER, SCRATCH_DIR)
+
 # kfp-kubernetes takes an ephemeral volume's size only at compile time.
 SCRATCH_SIZE = "200Gi"
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-# Clusters without Workload Identity keep a GCP service-account key in this Secret (k8s/overlays/generic); steps
-# mount it when it exists and savflow.common.storage uses it through SAVFLOW_GCP_KEY_FILE.
-CREDENTIALS_SECRET = "savflow-gcp-key"
-CREDENTIALS_DIR = "/var/run/secrets/savflow/gcp"
-# The image's unprivileged user (docker/Dockerfile).
-RUN_AS = 10001
 # (cpu, memory) requests = limits of each kind of step.
 LIGHT = ("1", "4Gi")
 EVALUATE = ("2", "8Gi")
@@ -40,10 +40,11 @@ class TaskSettings:
         defaults: no privilege escalation, all capabilities dropped, RuntimeDefault seccomp)."""
         if not self.cluster:
             return task
-        kubernetes.set_security_context(task, run_as_user=RUN_AS, run_as_group=RUN_AS, run_as_non_root=True)
+        kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_GROUP,
+                                        run_as_non_root=True)
         kubernetes.use_secret_as_volume(task, secret_name=CREDENTIALS_SECRET, mount_path=CREDENTIALS_DIR,
                                         optional=True)
-        task.set_env_variable("SAVFLOW_GCP_KEY_FILE", f"{CREDENTIALS_DIR}/key.json")
+        task.set_env_variable(KEY_FILE_ENV, CREDENTIALS_FILE)
         cpu, memory = size
         task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
         return task.set_container_image(image)
@@ -52,9 +53,9 @@ class TaskSettings:
         """A generic ephemeral volume for local frames (made and deleted with the pod), used as TMPDIR."""
         if not self.cluster:
             return task
-        kubernetes.add_ephemeral_volume(task, volume_name="scratch", mount_path=SCRATCH_MOUNT,
+        kubernetes.add_ephemeral_volume(task, volume_name="scratch", mount_path=SCRATCH_DIR,
                                         access_modes=["ReadWriteOnce"], size=size)
-        return task.set_env_variable("TMPDIR", SCRATCH_MOUNT)
+        return task.set_env_variable("TMPDIR", SCRATCH_DIR)
 
     def retries(self, task: PipelineTask, retries: int = 3) -> PipelineTask:
         """Retries with exponential backoff, for steps that resume where they stopped (stage, infer)."""
@@ -63,11 +64,13 @@ class TaskSettings:
         return task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0,
                               backoff_max_duration="3600s")
 
-    def gpu(self, task: PipelineTask, accelerator_type, node_selector, tolerations) -> PipelineTask:
-        """One GPU of ``accelerator_type`` with the pipeline's node selector and tolerations."""
+    def gpu(self, task: PipelineTask, node_selector, tolerations) -> PipelineTask:
+        """One GPU: a limit on the device plugin's resource (``nvidia.com/gpu``, the only thing the KFP driver
+        reads from the accelerator type: it becomes the limit's resource name), the GPU model chosen through
+        the pipeline's ``node_selector`` (e.g. ``cloud.google.com/gke-accelerator``), and its tolerations."""
         if not self.cluster:
             return task
-        task.set_accelerator_type(accelerator_type).set_accelerator_limit(1)
+        task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
         kubernetes.add_node_selector_json(task, node_selector)
         kubernetes.add_toleration_json(task, tolerations)
         return task

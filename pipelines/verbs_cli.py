@@ -70,7 +70,11 @@ def _connection_options() -> argparse.ArgumentParser:
                         "$KF_PIPELINES_ENDPOINT; without either, the in-cluster service, else the kubeconfig's "
                         "API-server proxy)")
     g.add_argument("--ui-host", help="KFP UI address for printed links (default: the --host)")
-    g.add_argument("--namespace", help="your Kubeflow profile namespace on a multi-user install")
+    g.add_argument("--namespace", help="your Kubeflow profile namespace on a multi-user install (where runs and "
+                                       "experiments live; not where KFP is installed)")
+    g.add_argument("--kfp-namespace", default=kfp_client.DEFAULT_KFP_NAMESPACE,
+                   help="namespace Kubeflow Pipelines is installed in, used to find its API when no --host is "
+                        "given (default: %(default)s)")
     g.add_argument("--token", help=f"bearer token for the API (default: ${kfp_client.TOKEN_ENV}; prefer the "
                                    f"variable, a flag shows in the process list)")
     g.add_argument("--sa-token-path", default=os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"),
@@ -102,7 +106,7 @@ def _run_options() -> argparse.ArgumentParser:
 def _connect(args: argparse.Namespace) -> kfp_client.Connection:
     return kfp_client.connect(host=args.host, namespace=args.namespace, token=args.token,
                               sa_token_path=args.sa_token_path, kube_context=args.kube_context,
-                              ui_host=args.ui_host)
+                              ui_host=args.ui_host, kfp_namespace=args.kfp_namespace)
 
 
 def _package_and_params(args: argparse.Namespace, workdir: str) -> tuple[kfp_client.Package, dict]:

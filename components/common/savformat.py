@@ -63,6 +63,22 @@ def annotation_path(video: str) -> str:
 
 
 @dataclass(frozen=True)
+class SplitPaths:
+    """The folders of a staged (or raw val/test) split root that the steps take as separate arguments."""
+
+    frames: str
+    masks: str
+    annotations: str
+
+
+def split_paths(root: Any) -> SplitPaths:
+    """``{root}/JPEGImages_24fps`` etc. Plain string joining, so that it also works on a KFP pipeline parameter
+    (whose value is a placeholder until the run) as well as on a URI."""
+    root = str(root).rstrip("/")
+    return SplitPaths(f"{root}/{FRAMES_DIR}", f"{root}/{MASKS_DIR}", f"{root}/{ANNOTATIONS_DIR}")
+
+
+@dataclass(frozen=True)
 class ManualAnnotation:
     """A validated SA-V ``*_manual.json``."""
 

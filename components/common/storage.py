@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from savflow.common import deployment
+
 GS_SCHEME = "gs://"
 FILE_SCHEME = "file://"
 # Files at least this large go up as parallel XML multipart chunks (transfer_manager.upload_chunks_concurrently).
@@ -79,7 +81,7 @@ _clients: dict[int, object] = {}
 # A service-account key file that is used when it exists (clusters without Workload Identity mount one there);
 # unlike GOOGLE_APPLICATION_CREDENTIALS, a missing file means "use the default credentials", not an error, so
 # one pipeline definition serves both kinds of cluster.
-KEY_FILE_ENV = "SAVFLOW_GCP_KEY_FILE"
+KEY_FILE_ENV = deployment.KEY_FILE_ENV
 
 
 def gcs_client():
@@ -247,6 +249,18 @@ def list_prefix(uri: str, *, recursive: bool = True) -> list[str]:
                 continue
             out.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
     return sorted(out)
+
+
+def list_sizes(uri: str) -> dict[str, int]:
+    """Every object below ``uri`` with its size in bytes, names relative to it (one listing; the sizes come in
+    the same responses as the names)."""
+    if is_gcs(uri):
+        bucket, prefix = split_gcs(uri)
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        blobs = _gcs_call(uri, lambda: list(gcs_client().list_blobs(bucket, prefix=prefix)))
+        return {b.name[len(prefix):]: int(b.size or 0) for b in blobs if not b.name.endswith("/")}
+    root = local_path(uri)
+    return {name: (root / name).stat().st_size for name in list_prefix(uri)}
 
 
 def _is_tmp(name: str) -> bool:

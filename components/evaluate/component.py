@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Markdown, Metrics, Output
 
-from savflow.train.jobspec import DEFAULT_IMAGE
+from savflow.common.deployment import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)

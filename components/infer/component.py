@@ -4,7 +4,7 @@ from typing import List
 
 from kfp import dsl
 
-from savflow.train.jobspec import DEFAULT_IMAGE
+from savflow.common.deployment import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)

@@ -15,21 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from savflow import __version__
+from savflow.common import deployment
+from savflow.common.deployment import (CREDENTIALS_DIR, CREDENTIALS_FILE, CREDENTIALS_KEY, DEFAULT_IMAGE,
+                                       GPU_RESOURCE, GPU_TOLERATION, RUN_AS_GROUP, RUN_AS_USER, SCRATCH_DIR)
 
-DEFAULT_IMAGE = f"ghcr.io/savflow/savflow:{__version__}"
 WORKER_MODULE = "savflow.train.worker"
-GPU_RESOURCE = "nvidia.com/gpu"
-# The image's user (docker/Dockerfile); a UID above 10000 cannot collide with a host account.
-RUN_AS_USER = 10001
-RUN_AS_GROUP = 10001
-SCRATCH_DIR = "/scratch"
 TMP_DIR = "/tmp"
 SHM_DIR = "/dev/shm"
-CREDENTIALS_DIR = "/var/run/secrets/savflow/gcp"
-CREDENTIALS_KEY = "key.json"
 PART_OF_LABEL = {"app.kubernetes.io/part-of": "savflow", "app.kubernetes.io/component": "train"}
-GPU_TOLERATION: Mapping[str, str] = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
 @dataclass(frozen=True)
@@ -58,10 +51,11 @@ class TrainJobSpec:
     scratch_storage_class: str | None = None
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = (GPU_TOLERATION,)
-    service_account: str = "savflow-train"
+    service_account: str = deployment.TRAIN_SERVICE_ACCOUNT
     credentials_secret: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
-    backoff_limit: int = 3
+    backoff_limit: int | None = None
+    queue_name: str | None = None
     ttl_seconds_after_finished: int = 7 * 24 * 3600
     active_deadline_seconds: int | None = None
     suspend: bool = False
@@ -71,7 +65,7 @@ class TrainJobSpec:
             raise ValueError(f"nodes must be >= 1, got {self.nodes}")
         if self.gpus_per_node < 0:
             raise ValueError(f"gpus_per_node must be >= 0, got {self.gpus_per_node}")
-        if self.backoff_limit < 0 or self.ttl_seconds_after_finished < 0:
+        if (self.backoff_limit is not None and self.backoff_limit < 0) or self.ttl_seconds_after_finished < 0:
             raise ValueError("backoff_limit and ttl_seconds_after_finished must be >= 0")
         tag = self.image.rsplit("/", 1)[-1]
         if "@sha256:" not in self.image and (":" not in tag or tag.endswith(":latest")):
@@ -81,10 +75,24 @@ class TrainJobSpec:
             raise ValueError(f"env must not set {reserved}: the training operator and torchrun own them")
 
     @property
+    def restarts_allowed(self) -> int:
+        """``runPolicy.backoffLimit``: ``backoff_limit``, else :data:`FAILURES_TOLERATED` failures of the job.
+
+        The Training Operator counts the restarts of *all* the job's running pods against this limit
+        (pkg/core/job.go ``PastBackoffLimit`` sums ``RestartCount`` over every pod whose replica restarts
+        ``OnFailure``), and one failure of a multi-node run restarts every node (torchrun on each node exits
+        when a peer is lost), so the limit grows with the node count.
+        """
+        return self.backoff_limit if self.backoff_limit is not None else FAILURES_TOLERATED * self.nodes
+
+    @property
     def procs_per_node(self) -> int:
         """Processes ``torchrun`` starts on each node: one per GPU, or one on a CPU-only node."""
         return self.gpus_per_node or 1
 
+
+# Job-wide failures (a lost node, a crash) a run survives by default; each costs one restart per node.
+FAILURES_TOLERATED = 3
 
 # Set by torchrun for each process it starts; a value from us would be overwritten or, worse, believed.
 TORCHRUN_ENV = frozenset({"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
@@ -140,10 +148,10 @@ def container_env(spec: TrainJobSpec) -> list[dict[str, Any]]:
         "MPLCONFIGDIR": f"{TMP_DIR}/.cache/matplotlib",
         "PYTHONDONTWRITEBYTECODE": "1",
         "OMP_NUM_THREADS": str(threads),
-        "SAVFLOW_SCRATCH": SCRATCH_DIR,
+        deployment.SCRATCH_ENV: SCRATCH_DIR,
     }
     if spec.credentials_secret:
-        env["GOOGLE_APPLICATION_CREDENTIALS"] = f"{CREDENTIALS_DIR}/{CREDENTIALS_KEY}"
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = CREDENTIALS_FILE
     env.update(spec.env)
     return [{"name": k, "value": v} for k, v in env.items()]
 
@@ -226,3 +234,22 @@ def placement(spec: TrainJobSpec) -> dict[str, Any]:
 
 def labels(job_name: str) -> dict[str, str]:
     return {**PART_OF_LABEL, "app.kubernetes.io/name": "savflow", "app.kubernetes.io/instance": job_name}
+
+
+def job_labels(spec: TrainJobSpec, job_name: str) -> dict[str, str]:
+    """Labels of the job object itself: ours, and Kueue's queue label when the job is queued.
+
+    With the label, Kueue admits the job as one workload (all pods or none) into that LocalQueue: PyTorchJob
+    through its ``kubeflow.org/pytorchjob`` integration (Kueue >= 0.5), TrainJob through
+    ``trainer.kubeflow.org/trainjob`` (Kueue >= 0.14; runtimePatches, which savflow writes, from Kueue 0.17).
+    """
+    out = labels(job_name)
+    if spec.queue_name:
+        out[deployment.KUEUE_QUEUE_LABEL] = spec.queue_name
+    return out
+
+
+def created_suspended(spec: TrainJobSpec) -> bool:
+    """A queued job is created suspended, so that no pod starts before Kueue admits it (Kueue's webhook would
+    suspend it too; creating it so leaves no window)."""
+    return spec.suspend or bool(spec.queue_name)

@@ -64,7 +64,10 @@ def register(subparsers: Any) -> None:
     job.add_argument("--service-account", default=defaults.service_account)
     job.add_argument("--credentials-secret", help="Secret with a GCP key in key.json (no Workload Identity)")
     job.add_argument("--env", type=_key_value, action="append", default=[], metavar="KEY=VALUE")
-    job.add_argument("--backoff-limit", type=int, default=defaults.backoff_limit)
+    job.add_argument("--backoff-limit", type=int,
+                     help="container restarts over all pods before the job fails (default: "
+                          f"{jobspec.FAILURES_TOLERATED} per node; one failure restarts every node)")
+    job.add_argument("--queue-name", help="Kueue LocalQueue: the job is admitted whole (all nodes) or not at all")
     job.add_argument("--ttl", type=int, default=defaults.ttl_seconds_after_finished,
                      help="seconds a finished job is kept")
     job.add_argument("--active-deadline", type=int, help="seconds the job may run in all")
@@ -103,7 +106,7 @@ def spec_from_args(args: argparse.Namespace) -> TrainJobSpec:
         cpu=args.cpu, memory=args.memory, shm_size=args.shm_size, scratch_size=args.scratch_size,
         scratch_storage_class=args.scratch_storage_class, node_selector=dict(args.node_selector),
         service_account=args.service_account, credentials_secret=args.credentials_secret, env=dict(args.env),
-        backoff_limit=args.backoff_limit, ttl_seconds_after_finished=args.ttl,
+        backoff_limit=args.backoff_limit, queue_name=args.queue_name, ttl_seconds_after_finished=args.ttl,
         active_deadline_seconds=args.active_deadline, **extra)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from savflow.common import savformat
 from savflow.train import jobspec
 from savflow.train.jobspec import TrainJobSpec
 
@@ -30,15 +31,17 @@ PORT = 23456
 POD_ANNOTATIONS = {"sidecar.istio.io/inject": "false"}
 
 TEMPLATE_NAME = "savflow-train"
+TEMPLATE_BUCKET = "gs://my-savflow-bucket"
+TEMPLATE_STAGED_TRAIN = savformat.split_paths(f"{TEMPLATE_BUCKET}/sav/staged/train")
+# The schedule (data epochs x phases per epoch) is the training config's: no --epochs here.
 TEMPLATE_SPEC = TrainJobSpec(
     worker_args=jobspec.worker_args(
         config="sam2.1_hiera_b+_sav_finetune",
-        train_frames="gs://my-savflow-bucket/sav/staged/train",
-        train_annotations="gs://my-savflow-bucket/sav/staged/train/annotations",
-        checkpoint="gs://my-savflow-bucket/checkpoints/sam2.1_hiera_base_plus.pt",
-        experiment_dir="gs://my-savflow-bucket/exp/sav-finetune",
+        train_frames=TEMPLATE_STAGED_TRAIN.frames,
+        train_annotations=TEMPLATE_STAGED_TRAIN.annotations,
+        checkpoint=f"{TEMPLATE_BUCKET}/checkpoints/sam2.1_hiera_base_plus.pt",
+        experiment_dir=f"{TEMPLATE_BUCKET}/exp/sav-finetune",
         batch_size=1,
-        epochs=40,
         num_workers=8,
         resume="auto",
     ),
@@ -79,7 +82,7 @@ def _pod_template(spec: TrainJobSpec, name: str) -> dict[str, Any]:
 
 def render_pytorchjob(spec: TrainJobSpec, name: str, namespace: str | None = None) -> dict[str, Any]:
     """The PyTorchJob for ``spec`` named ``name`` (namespace left out when None, as kustomize bases want)."""
-    metadata: dict[str, Any] = {"name": name, "labels": jobspec.labels(name)}
+    metadata: dict[str, Any] = {"name": name, "labels": jobspec.job_labels(spec, name)}
     if namespace:
         metadata["namespace"] = namespace
     replicas: dict[str, Any] = {
@@ -89,9 +92,9 @@ def render_pytorchjob(spec: TrainJobSpec, name: str, namespace: str | None = Non
                               "template": _pod_template(spec, name)}
     run_policy: dict[str, Any] = {
         "cleanPodPolicy": "Running",
-        "backoffLimit": spec.backoff_limit,
+        "backoffLimit": spec.restarts_allowed,
         "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
-        "suspend": spec.suspend,
+        "suspend": jobspec.created_suspended(spec),
     }
     if spec.active_deadline_seconds is not None:
         run_policy["activeDeadlineSeconds"] = spec.active_deadline_seconds

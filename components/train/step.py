@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
-from savflow.common import storage
-from savflow.train import checkpoints, jobspec, launcher
+from savflow.common import deployment, storage
+from savflow.train import checkpoints, data, jobspec, launcher, scratch
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,22 @@ def job_name(run_id: str, prefix: str = "savflow-train") -> str:
 
 
 def run_train_step(spec: jobspec.TrainJobSpec, *, backend: str, run_id: str, experiment_dir: str,
-                   namespace: str | None = None, timeout_s: float = 7 * 24 * 3600) -> TrainStepResult:
-    """Run training for ``spec`` on ``backend`` and return what it published under ``experiment_dir``."""
+                   namespace: str | None = None, timeout_s: float = 7 * 24 * 3600, api_client: Any = None,
+                   poll_s: float = 10.0) -> TrainStepResult:
+    """Run training for ``spec`` on ``backend`` and return what it published under ``experiment_dir``.
+
+    A KFP retry of the step keeps the run id and so the job name: a job of that name still running is adopted,
+    and one that failed is deleted and started again (``replace_failed``), so the retry resumes from the last
+    published checkpoint instead of re-reading the old job's failure.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "local":
         launcher.run_local(spec, timeout_s=timeout_s, emit=log.info)
     else:
         launcher.launch(spec, job_name(run_id), namespace=namespace or None, kind=launcher.KINDS[backend],
-                        timeout_s=timeout_s, emit=log.info)
+                        api_client=api_client, timeout_s=timeout_s, poll_s=poll_s, replace_failed=True,
+                        emit=log.info)
     latest = checkpoints.read_latest_pointer(experiment_dir)
     if latest is None:
         raise RuntimeError(f"training finished but {experiment_dir} has no published checkpoint "
@@ -59,8 +66,8 @@ def build_spec(*, image: str, config: str, train_frames: str, train_annotations:
                seed: int = -1, overrides: Sequence[str] = (), nodes: int = 1, gpus_per_node: int = 1,
                cpu: str = "8", memory: str = "64Gi", shm_size: str = "16Gi", scratch_size: str = "200Gi",
                node_selector: Mapping[str, str] | None = None, tolerations: Sequence[Mapping[str, Any]] | None = None,
-               service_account: str = "savflow-train", credentials_secret: str = "",
-               env: Mapping[str, str] | None = None) -> jobspec.TrainJobSpec:
+               service_account: str = deployment.TRAIN_SERVICE_ACCOUNT, credentials_secret: str = "",
+               queue_name: str = "", env: Mapping[str, str] | None = None) -> jobspec.TrainJobSpec:
     """A :class:`TrainJobSpec` from pipeline parameters, where 0, -1 and "" mean "the config's default"."""
     args = jobspec.worker_args(
         config=config, train_frames=train_frames, train_annotations=train_annotations,
@@ -70,7 +77,45 @@ def build_spec(*, image: str, config: str, train_frames: str, train_annotations:
     spec = jobspec.TrainJobSpec(
         worker_args=args, image=image, nodes=nodes, gpus_per_node=gpus_per_node, cpu=cpu, memory=memory,
         shm_size=shm_size, scratch_size=scratch_size, node_selector=dict(node_selector or {}),
-        service_account=service_account, credentials_secret=credentials_secret or None, env=dict(env or {}))
+        service_account=service_account, credentials_secret=credentials_secret or None, queue_name=queue_name or None,
+        env=dict(env or {}))
     if tolerations is not None:
         spec = replace(spec, tolerations=tuple(tolerations))
     return spec
+
+
+def sized_scratch(requested: str, *, train_frames: str, train_annotations: str, file_list: str) -> str:
+    """The per-node scratch volume for this training set (see :mod:`savflow.train.scratch`), logged."""
+    videos = data.list_training_videos(train_frames, train_annotations, file_list or None)
+    nbytes = scratch.staged_bytes(train_frames, videos)
+    size = scratch.scratch_size(requested, nbytes)
+    log.info("training data: %d videos, %.1f GiB staged; scratch volume per node %s%s", len(videos),
+             nbytes / 2**30, size, "" if requested else " (sized from the data)")
+    return size
+
+
+@dataclass(frozen=True)
+class TrainStepReport:
+    """What the KFP component publishes: the checkpoint URI, and its Metrics and HTML artifacts' contents."""
+
+    checkpoint: str
+    step: int
+    metrics: dict[str, float]
+    html: str
+
+
+def train_step(*, backend: str, run_id: str, namespace: str = "", timeout_s: float = 7 * 24 * 3600,
+               api_client: Any = None, poll_s: float = 10.0, **params: Any) -> TrainStepReport:
+    """The pipeline's train step from its parameters (those of :func:`build_spec`): size the scratch volume
+    from the staged data (cluster backends), run the job, and return what the step reports."""
+    from savflow.train import report
+
+    if backend != "local":
+        params["scratch_size"] = sized_scratch(
+            params.get("scratch_size", ""), train_frames=params["train_frames"],
+            train_annotations=params["train_annotations"], file_list=params.get("file_list", ""))
+    spec = build_spec(**params)
+    result = run_train_step(spec, backend=backend, run_id=run_id, experiment_dir=params["experiment_dir"],
+                            namespace=namespace or None, timeout_s=timeout_s, api_client=api_client, poll_s=poll_s)
+    return TrainStepReport(checkpoint=result.checkpoint, step=result.step,
+                           metrics=report.numeric_metrics(result.metrics), html=report.training_html(result.metrics))

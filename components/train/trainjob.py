@@ -30,7 +30,7 @@ PATCH_MANAGER = "savflow/launcher"
 def render_trainjob(spec: TrainJobSpec, name: str, namespace: str | None = None,
                     runtime: str = RUNTIME) -> dict[str, Any]:
     """The TrainJob for ``spec`` named ``name`` on the ClusterTrainingRuntime ``runtime``."""
-    metadata: dict[str, Any] = {"name": name, "labels": jobspec.labels(name)}
+    metadata: dict[str, Any] = {"name": name, "labels": jobspec.job_labels(spec, name)}
     if namespace:
         metadata["namespace"] = namespace
     pod_spec: dict[str, Any] = {
@@ -46,7 +46,7 @@ def render_trainjob(spec: TrainJobSpec, name: str, namespace: str | None = None,
     }
     job_spec: dict[str, Any] = {
         "runtimeRef": {"name": runtime, "apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime"},
-        "suspend": spec.suspend,
+        "suspend": jobspec.created_suspended(spec),
         "trainer": {
             "image": spec.image,
             "command": jobspec.worker_command(spec),

@@ -29,13 +29,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from savflow.common import storage
+from savflow.common import deployment, storage
 from savflow.train import checkpoints, data, distenv
 
 log = logging.getLogger("savflow.train")
 
 TRAINER_CLASS = "savflow.train.trainer.SavflowTrainer"
-SCRATCH_ENV = "SAVFLOW_SCRATCH"
+SCRATCH_ENV = deployment.SCRATCH_ENV
 LOG_HANDLER = "savflow-train-worker"
 
 

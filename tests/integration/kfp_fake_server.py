@@ -31,11 +31,14 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
 PREFIX = "/apis/v2beta1"
+# kube-apiserver's service proxy, which kfp.Client uses without a host (sdk/python/kfp/client/client.py
+# _KUBE_PROXY_PATH = 'api/v1/namespaces/{}/services/ml-pipeline:http/proxy/'); the client joins it with a '/'.
+_KUBE_PROXY = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/services/ml-pipeline:http/proxy(?P<rest>/.*)$")
 _CRON_DESCRIPTORS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 
@@ -78,6 +81,8 @@ class KfpFakeServer:
         self.polls_to_finish = 2
         self.multi_user = False
         self.requests: list[RecordedRequest] = []
+        # namespaces in the service-proxy path of requests that came through it, in order
+        self.proxied_namespaces: list[str] = []
         self.experiments: dict[str, dict] = {}
         self.runs: dict[str, dict] = {}
         self.pipelines: dict[str, dict] = {}
@@ -134,6 +139,10 @@ class KfpFakeServer:
 
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
+                proxied = _KUBE_PROXY.match(unquote(parts.path))
+                if proxied:
+                    server.proxied_namespaces.append(proxied["ns"])
+                    parts = parts._replace(path=re.sub("^/+", "/", proxied["rest"]))
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = _decode_body(self.headers.get("Content-Type", ""), raw)

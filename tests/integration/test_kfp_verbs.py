@@ -194,6 +194,37 @@ def test_namespace_and_service_account_token_file(server, package, tmp_path, cap
     assert all(r.headers.get("authorization") == "Bearer projected-token" for r in server.requests)
 
 
+def test_profile_namespace_does_not_move_api_discovery(server, package, tmp_path, capsys, monkeypatch):
+    """Without --host, kfp.Client finds the API through the kubeconfig's API-server proxy to the ml-pipeline
+    service in the namespace given to its constructor (client.py _load_config / _KUBE_PROXY_PATH). That must be
+    the KFP install's namespace (--kfp-namespace, default kubeflow), while --namespace (the user's profile)
+    only goes into the requests."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": server.url}}],
+        "users": [{"name": "me", "user": {"token": "kube-token"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}]}))
+    # kubernetes reads $KUBECONFIG once, at import; its default location is the same value
+    from kubernetes.config import kube_config
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/kfp/context.json of the developer's
+    rc, _, err = cli(["submit", str(package), "--namespace", "team-a", "--experiment", "e"], capsys)
+    assert rc == 0, err
+    assert server.proxied_namespaces and set(server.proxied_namespaces) == {"kubeflow"}, [r.path for r in server.requests]
+    (created,) = server.requests_to("POST", "/experiments")
+    assert created.body["namespace"] == "team-a"
+    (run,) = server.requests_to("POST", "/runs")
+    assert server.experiments[run.body["experiment_id"]]["namespace"] == "team-a"
+
+    server.proxied_namespaces.clear()
+    rc, _, err = cli(["submit", str(package), "--namespace", "team-a", "--kfp-namespace", "kfp",
+                      "--experiment", "e"], capsys)
+    assert rc == 0, err
+    assert set(server.proxied_namespaces) == {"kfp"}
+    assert all(r.query.get("namespace", ["team-a"]) == ["team-a"] for r in server.requests_to("GET", "/experiments"))
+
+
 def test_submit_api_refusal_is_exit_1_with_the_server_message(server, package, capsys):
     server.experiments["x"] = {"experiment_id": "x", "display_name": "dup", "namespace": ""}
     server.experiments["y"] = {"experiment_id": "y", "display_name": "dup", "namespace": ""}

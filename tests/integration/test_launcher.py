@@ -319,3 +319,33 @@ def test_local_backend_failure_raises_with_exit_status_and_output(tmp_path: Path
     # torchrun exits 1 when a worker fails; its summary (kept in the message) names the worker's own status.
     assert info.value.reason == "exit status 1"
     assert "exitcode  : 3" in info.value.message
+
+
+def test_a_retried_train_step_replaces_its_failed_job(cluster: FakeCluster, tmp_path: Path) -> None:
+    """A KFP retry keeps the run id, so the step asks for the same job name: the failed job of the first
+    attempt must be deleted and created again (training resumes from the last checkpoint), not re-read."""
+    import json
+
+    from savflow.common import storage
+    from savflow.train import checkpoints, step
+
+    name = step.job_name("run-7f3a")
+    failed = [{"type": "Failed", "status": "True", "reason": "PyTorchJobFailed", "message": "node lost"}]
+    _create_as_earlier_attempt(cluster, name, SPEC, failed)
+    exp = str(tmp_path / "exp")
+    info = checkpoints.CheckpointInfo(step=12, epoch=2, checkpoint=f"{exp}/checkpoints/000000012/checkpoint.pt",
+                                      model=f"{exp}/checkpoints/000000012/model.pt")
+    storage.write_text(f"{exp}/checkpoints/{checkpoints.LATEST}", json.dumps(info.__dict__))
+    storage.write_text(f"{exp}/{checkpoints.METRICS}", json.dumps({"steps": 12}))
+    operator = FakeOperator(cluster, PYTORCHJOB, name, ("Succeeded", "JobSucceeded", "done"), after_delete=True)
+    operator.start()
+    try:
+        result = step.run_train_step(SPEC, backend="pytorchjob", run_id="run-7f3a", experiment_dir=exp,
+                                     namespace=NS, timeout_s=30, api_client=cluster.client(), poll_s=0.03)
+    finally:
+        operator.join(10)
+    assert operator.error is None, operator.error
+    assert [r.name for r in cluster.requests("DELETE", "pytorchjobs")] == [name]
+    # the first attempt's create, ours answered 409, ours again after the delete
+    assert len(cluster.requests("POST", "pytorchjobs")) == 3
+    assert result.step == 12 and result.checkpoint == info.model

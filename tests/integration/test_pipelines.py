@@ -11,7 +11,10 @@ import pytest
 import yaml
 
 from savflow.pipelines.compile import COMPILED_DIR
-from savflow.pipelines.task_settings import CREDENTIALS_SECRET, GPU_TOLERATION, RUN_AS
+from kfp_driver import pod_resources
+
+from savflow.common.deployment import CREDENTIALS_SECRET, GPU_RESOURCE, GPU_TOLERATION
+from savflow.common.deployment import RUN_AS_USER as RUN_AS
 
 
 def _docs(name: str) -> tuple[dict, dict]:
@@ -57,15 +60,40 @@ def test_inference_shards_get_a_gpu_scratch_volume_and_retries(name: str) -> Non
     for _path, task in infers:
         label = _executor(spec, task)
         container = spec["deploymentSpec"]["executors"][label]["container"]
-        accelerator = container["resources"]["accelerator"]
-        assert accelerator["resourceCount"] == "1"
-        assert accelerator["resourceType"] == "{{$.inputs.parameters['pipelinechannel--accelerator_type']}}"
+        pod = pod_resources(container, _root_defaults(spec))
+        assert pod["limits"][GPU_RESOURCE] == "1", pod
         assert {"name": "TMPDIR", "value": "/scratch"} in container["env"]
         k8s = platform[label]
         assert k8s["genericEphemeralVolume"][0]["mountPath"] == "/scratch"
         assert k8s["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == "pipelinechannel--node_selector"
         assert k8s["tolerations"][0]["tolerationJson"]["componentInputParameter"] == "pipelinechannel--tolerations"
         assert task["retryPolicy"]["maxRetryCount"] == 3 and task["retryPolicy"]["backoffFactor"] == 2.0
+
+
+def _root_defaults(spec: dict) -> dict[str, object]:
+    """What a task's ``pipelinechannel--NAME`` inputs resolve to in a run with the pipeline's defaults."""
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    return {f"pipelinechannel--{k}": v.get("defaultValue") for k, v in params.items()}
+
+
+@pytest.mark.parametrize("name", ["sav-finetune", "sav-evaluate"])
+def test_pod_resources_as_the_kfp_driver_derives_them(name: str) -> None:
+    """Every task's limits as the backend driver computes them (tests/kfp_driver.py): only resources a node can
+    offer (cpu, memory, the GPU device plugin's nvidia.com/gpu), and a GPU exactly on the inference tasks. The
+    GPU model is a node-selector matter, never a resource name."""
+    spec, _ = _docs(name)
+    gpu_tasks = set()
+    for path, task in _tasks(spec):
+        component = spec["components"][task["componentRef"]["name"]]
+        if "executorLabel" not in component:
+            continue
+        container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+        pod = pod_resources(container, _root_defaults(spec))
+        assert set(pod["limits"]) <= {"cpu", "memory", GPU_RESOURCE}, (path, pod)
+        assert pod["limits"]["cpu"] == pod["requests"]["cpu"] and pod["limits"]["memory"] == pod["requests"]["memory"]
+        if GPU_RESOURCE in pod["limits"]:
+            gpu_tasks.add(task["taskInfo"]["name"])
+    assert gpu_tasks and all(t.startswith("infer") for t in gpu_tasks), gpu_tasks
 
 
 def test_finetune_shape_and_defaults() -> None:
@@ -80,7 +108,7 @@ def test_finetune_shape_and_defaults() -> None:
     required = {k for k, v in params.items() if not v.get("isOptional")}
     assert required == {"raw_train", "raw_val", "staged_train", "staged_val", "experiment_dir", "init_checkpoint"}
     assert params["train_backend"]["defaultValue"] == "pytorchjob"
-    assert params["tolerations"]["defaultValue"] == [GPU_TOLERATION]
+    assert params["tolerations"]["defaultValue"] == [dict(GPU_TOLERATION)]
     for path, task in tasks.items():
         if task["taskInfo"]["name"] in ("train", "stage train", "stage val", "publish-finetune"):
             assert task["cachingOptions"] == {}, f"{path} must not be cached"

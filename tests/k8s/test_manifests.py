@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from k8s_checks import (KUBECTL_MISSING, OVERLAYS, ROOT, as_pod, kubectl, kustomize, pod_specs, validate)
+from savflow.common.savformat import split_paths
 from savflow.train import jobspec, pytorchjob, trainjob
 from savflow.train.jobspec import TrainJobSpec
 
@@ -257,8 +258,12 @@ def test_defaults_agree_across_configmap_template_and_cronworkflow(rendered: dic
     assert args["--config"] == defaults["train_config"]
     assert args["--checkpoint"] == defaults["init_checkpoint"]
     assert args["--experiment-dir"] == defaults["experiment_dir"]
-    assert args["--train-frames"] == defaults["staged_train"]
-    assert (args["--epochs"], args["--batch-size"]) == (defaults["epochs"], defaults["batch_size"])
+    # the worker reads the split's frames folder and annotations folder, as the pipeline passes them
+    staged = split_paths(defaults["staged_train"])
+    assert (args["--train-frames"], args["--train-annotations"]) == (staged.frames, staged.annotations)
+    assert args["--batch-size"] == defaults["batch_size"]
+    # the schedule is the config's (epochs x phases per epoch); neither place may multiply it
+    assert "--epochs" not in args and "epochs" not in defaults
     cron = _one(rendered["argo"], "CronWorkflow", "savflow-evaluate")
     params = {p["name"]: p["value"] for p in cron["spec"]["workflowSpec"]["arguments"]["parameters"]}
     assert all(isinstance(v, str) for v in params.values())
@@ -296,6 +301,6 @@ def test_configmap_defaults_are_sav_finetune_parameters(rendered: dict[str, list
     declared = read_package(COMPILED_DIR / "sav-finetune.yaml").parameter_types
     assert set(defaults) <= set(declared), f"not sav-finetune parameters: {sorted(set(defaults) - set(declared))}"
     typed = resolve_params(defaults, {}, declared, "savflow-defaults")
-    assert typed["epochs"] == 40 and typed["raw_train"].startswith("gs://")
+    assert typed["sample_rate"] == 4 and typed["raw_train"].startswith("gs://")
     if "node_selector" in typed:
         assert isinstance(typed["node_selector"], dict)

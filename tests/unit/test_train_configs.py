@@ -77,3 +77,30 @@ def test_bplus_keeps_the_mose_recipe():
     assert ours.vos == mose.vos
     assert (ours.scratch.resolution, ours.scratch.num_frames, ours.trainer.optim.amp.amp_dtype) == (1024, 8,
                                                                                                   "bfloat16")
+
+
+def _raw_datasets(cfg) -> list:
+    datasets = cfg.trainer.data.train.datasets
+    return [d.video_dataset for ds in datasets for d in ds.dataset.datasets]
+
+
+@pytest.mark.parametrize("name", [BPLUS_TRAIN, TINY_TRAIN])
+def test_staging_keeps_exactly_the_frames_training_reads(name: str):
+    """JSONRawDataset drops every frame without an annotation (rm_unannotated, its default) and reads the
+    annotations as every ann_every-th frame; staging at the pipeline's default sample rate must keep exactly
+    those frames (a lower rate stages frames nobody reads, a higher one loses annotated frames)."""
+    import inspect
+
+    import yaml
+    from training.dataset.vos_raw_dataset import JSONRawDataset
+
+    from savflow.common.savformat import ANN_EVERY
+    from savflow.pipelines.compile import COMPILED_DIR
+
+    defaults = inspect.signature(JSONRawDataset.__init__).parameters
+    doc = next(yaml.safe_load_all((COMPILED_DIR / "sav-finetune.yaml").read_text()))
+    sample_rate = doc["root"]["inputDefinitions"]["parameters"]["sample_rate"]["defaultValue"]
+    for raw in _raw_datasets(_compose(name)):
+        assert raw.get("rm_unannotated", defaults["rm_unannotated"].default) is True
+        assert raw.get("sample_rate", 1) == 1
+        assert raw.ann_every == ANN_EVERY == sample_rate
