@@ -22,16 +22,32 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-K8S_VERSION = "1.32"  # the Kubernetes minor that kubectl here (1.32) and the supported clusters speak
+K8S_VERSION = "1.32"  # the Kubernetes minor that kubectl here (1.32) speaks; core objects are also checked
+# against every supported minor (savflow.common.platforms.KUBERNETES)
+# The CRD schema of each release line we checked, newest last (tests/k8s/schemas/SOURCES.md).
 CRD_SCHEMAS = {
-    ("kubeflow.org/v1", "PyTorchJob"): "kubeflow.org_v1_pytorchjob.json",
-    ("trainer.kubeflow.org/v1alpha1", "TrainJob"): "trainer.kubeflow.org_v1alpha1_trainjob.json",
-    ("argoproj.io/v1alpha1", "CronWorkflow"): "argoproj.io_v1alpha1_cronworkflow.json",
+    ("kubeflow.org/v1", "PyTorchJob"): {
+        "1.8": "kubeflow.org_v1_pytorchjob_v1.8.1.json",
+        "1.9": "kubeflow.org_v1_pytorchjob.json",
+    },
+    ("trainer.kubeflow.org/v1alpha1", "TrainJob"): {
+        "2.0": "trainer.kubeflow.org_v1alpha1_trainjob_v2.0.0.json",
+        "2.1": "trainer.kubeflow.org_v1alpha1_trainjob_v2.1.0.json",
+        "2.2": "trainer.kubeflow.org_v1alpha1_trainjob_v2.2.0.json",
+        "2.3": "trainer.kubeflow.org_v1alpha1_trainjob.json",
+    },
+    ("argoproj.io/v1alpha1", "CronWorkflow"): {
+        "3.5": "argoproj.io_v1alpha1_cronworkflow_v3.5.15.json",
+        "3.6": "argoproj.io_v1alpha1_cronworkflow_v3.6.19.json",
+        "3.7": "argoproj.io_v1alpha1_cronworkflow_v3.7.18.json",
+        "4.1": "argoproj.io_v1alpha1_cronworkflow.json",
+    },
 }
 # A CRD schema leaves metadata as a bare object (the API server checks it); these are the keys we may write.
 METADATA_KEYS = {"name", "namespace", "labels", "annotations"}
 KUBECTL_MISSING = "kubectl not found on PATH: cannot render the kustomizations under k8s/ (install kubectl >= 1.27)"
-OVERLAYS = {"gke": ROOT / "k8s/overlays/gke", "generic": ROOT / "k8s/overlays/generic", "argo": ROOT / "k8s/argo"}
+OVERLAYS = {"gke": ROOT / "k8s/overlays/gke", "generic": ROOT / "k8s/overlays/generic", "argo": ROOT / "k8s/argo",
+            "argo-v3.5": ROOT / "k8s/argo-v3.5"}
 
 
 def close_schema(schema: Any) -> Any:
@@ -49,23 +65,34 @@ def close_schema(schema: Any) -> Any:
     return out
 
 
+def crd_schema(api_version: str, kind: str, release: str | None = None) -> dict[str, Any]:
+    """The openAPIV3Schema of ``kind`` in ``release`` (default: the newest we have)."""
+    files = CRD_SCHEMAS[(api_version, kind)]
+    return json.loads((SCHEMAS / files[release or list(files)[-1]]).read_text())
+
+
 @functools.cache
-def crd_validator(api_version: str, kind: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads((SCHEMAS / CRD_SCHEMAS[(api_version, kind)]).read_text())
-    return jsonschema.Draft202012Validator(close_schema(schema))
+def crd_validator(api_version: str, kind: str, release: str | None = None) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(close_schema(crd_schema(api_version, kind, release)))
 
 
-def validate(obj: dict[str, Any]) -> None:
+def releases_of(obj: dict[str, Any]) -> list[str]:
+    """The release lines we have a schema of for ``obj``'s kind (none for core kinds)."""
+    return list(CRD_SCHEMAS.get((obj.get("apiVersion"), obj.get("kind")), {}))
+
+
+def validate(obj: dict[str, Any], release: str | None = None) -> None:
     """Raise ``jsonschema.ValidationError`` (kubernetes-validate's subclass for core kinds) when ``obj`` is not
-    a valid object of its kind, unknown keys included."""
+    a valid object of its kind, unknown keys included; ``release`` picks the CRD release line, or for core
+    kinds the Kubernetes minor (default: the newest CRD schema, Kubernetes 1.32)."""
     key = (obj.get("apiVersion"), obj.get("kind"))
     if key in CRD_SCHEMAS:
         extra = set(obj.get("metadata", {})) - METADATA_KEYS
         if extra:
             raise jsonschema.ValidationError(f"unexpected metadata keys {sorted(extra)}")
-        crd_validator(*key).validate(obj)
+        crd_validator(*key, release).validate(obj)
     else:
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        kubernetes_validate.validate(obj, release or K8S_VERSION, strict=True)
 
 
 def kubectl() -> str | None:
