@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from savflow.common import platforms
 from savflow.train import jobspec, pytorchjob, trainjob
 from savflow.train.jobspec import TrainJobSpec
 
@@ -71,6 +72,12 @@ class JobKind:
     failed: str
     container: str
     master_selector: Callable[[str], str]
+    platform: platforms.Platform
+    check_crd: Callable[[dict[str, Any]], str | None]
+
+    @property
+    def crd(self) -> str:
+        return f"{self.plural}.{self.group}"
 
 
 PYTORCHJOB = JobKind(
@@ -78,6 +85,7 @@ PYTORCHJOB = JobKind(
     succeeded="Succeeded", failed="Failed", container=pytorchjob.CONTAINER,
     master_selector=lambda name: (f"training.kubeflow.org/job-name={name},"
                                   "training.kubeflow.org/replica-type=master,training.kubeflow.org/replica-index=0"),
+    platform=platforms.TRAINING_OPERATOR, check_crd=platforms.crd_release,
 )
 TRAINJOB = JobKind(
     group="trainer.kubeflow.org", version="v1alpha1", plural="trainjobs", render=trainjob.render_trainjob,
@@ -85,6 +93,7 @@ TRAINJOB = JobKind(
     master_selector=lambda name: (f"jobset.sigs.k8s.io/jobset-name={name},"
                                   f"jobset.sigs.k8s.io/replicatedjob-name={trainjob.NODE},"
                                   "jobset.sigs.k8s.io/job-index=0,batch.kubernetes.io/job-completion-index=0"),
+    platform=platforms.TRAINER, check_crd=platforms.check_trainjob_crd,
 )
 KINDS = {"pytorchjob": PYTORCHJOB, "trainjob": TRAINJOB}
 
@@ -278,6 +287,8 @@ def launch(
     address = (kind.group, kind.version, namespace, kind.plural)
     watcher = _Watcher(kind, name, namespace, emit)
     started = time.monotonic()
+    release = installed_release(api_client, kind)
+    emit(f"[{name}] {kind.platform.name} {release or '(release not told by its CRD)'} is installed")
     with _sigterm_raises():
         try:
             adopted = _create_or_adopt(custom, address, body, watcher, replace_failed)
@@ -352,6 +363,54 @@ def _delete(custom: Any, address: tuple[str, str, str, str], name: str, emit: Em
             raise
 
 
+def installed_release(api_client: Any, kind: JobKind) -> str | None:
+    """The release line of ``kind``'s platform as its CRD shows it; :class:`LaunchError` when it is missing,
+    unreadable or a release we refuse (see :mod:`savflow.common.platforms`), before anything is created."""
+    import json as _json
+
+    from kubernetes import client
+    from kubernetes.client import ApiException
+
+    try:
+        response = client.ApiextensionsV1Api(api_client).read_custom_resource_definition(
+            kind.crd, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise LaunchError(f"{kind.platform.name} is not installed: the cluster has no CRD {kind.crd}") from None
+        if exc.status == 403:
+            raise LaunchError(f"cannot read the CRD {kind.crd} to check which {kind.platform.name} is installed "
+                              "(forbidden): bind the ClusterRole savflow-preflight of k8s/base/rbac to this "
+                              "service account") from None
+        raise
+    try:
+        return kind.check_crd(_json.loads(response.data))
+    except platforms.UnsupportedPlatform as exc:
+        raise LaunchError(str(exc)) from None
+
+
+def _create(custom: Any, address: tuple[str, str, str, str], body: dict[str, Any]) -> None:
+    """Create with strict field validation: a field this release of the operator does not know fails the
+    create with the field named, where the default (Warn) would drop it silently."""
+    from kubernetes.client import ApiException
+
+    try:
+        custom.create_namespaced_custom_object(*address, body, field_validation="Strict")
+    except ApiException as exc:
+        if exc.status == 400 and "unknown field" in str(exc.body):
+            raise LaunchError(f"the installed operator does not know fields savflow sets on a {body['kind']}: "
+                              f"{_status_message(exc)}") from None
+        raise
+
+
+def _status_message(exc: Any) -> str:
+    import json as _json
+
+    try:
+        return _json.loads(exc.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(exc.body)
+
+
 def _create_or_adopt(custom: Any, address: tuple[str, str, str, str], body: dict[str, Any], watcher: _Watcher,
                      replace_failed: bool) -> bool:
     """Create the job; when the name is taken by the same spec, adopt it (True). Raise when it is not ours."""
@@ -359,7 +418,7 @@ def _create_or_adopt(custom: Any, address: tuple[str, str, str, str], body: dict
 
     name, want = body["metadata"]["name"], body["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
     try:
-        custom.create_namespaced_custom_object(*address, body)
+        _create(custom, address, body)
         watcher.emit(f"[{name}] created {body['kind']} {watcher.namespace}/{name}")
         return False
     except ApiException as exc:
@@ -367,7 +426,7 @@ def _create_or_adopt(custom: Any, address: tuple[str, str, str, str], body: dict
             raise
     existing = _get(custom, address, name)
     if existing is None:  # deleted between our create and get: try once more
-        custom.create_namespaced_custom_object(*address, body)
+        _create(custom, address, body)
         return False
     have = ((existing.get("metadata") or {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
     if have != want:
@@ -377,7 +436,7 @@ def _create_or_adopt(custom: Any, address: tuple[str, str, str, str], body: dict
     if replace_failed and result is not None and not result[0]:
         _delete(custom, address, name, watcher.emit, "it failed earlier and replace_failed is set")
         _wait_gone(custom, address, name)
-        custom.create_namespaced_custom_object(*address, body)
+        _create(custom, address, body)
         watcher.emit(f"[{name}] created {body['kind']} {watcher.namespace}/{name} again")
         return False
     watcher.emit(f"[{name}] adopted the existing {body['kind']} {watcher.namespace}/{name} (same spec)")

@@ -1,7 +1,7 @@
 """The launcher against an HTTP-level Kubernetes API fake, through the real ``kubernetes`` client; and locally.
 
-kmock's ``KubernetesEmulator`` keeps objects in memory and serves create/get/list/patch/delete over HTTP; it runs
-on its own event loop in a background thread. A small fake operator, also talking HTTP through the real client,
+The fake (tests/kube_fake.py) serves the CRDs of the operator releases a test installs and applies strict field
+validation against them. A small fake operator, also talking HTTP through the real client,
 plays the Training Operator's part: it creates the master pod, posts events, appends to the pod's log (served by
 a kmock reaction on ``pods/{name}/log``) and moves the job's status conditions, so the launcher sees what it
 would see on a cluster. kmock ignores label and field selectors, which these tests do not rely on.
@@ -9,7 +9,7 @@ would see on a cluster. kmock ignores label and field selectors, which these tes
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import kmock
 import pytest
+from kube_fake import FakeCluster
 from kubernetes import client
 
 from savflow.train import launcher
@@ -32,48 +32,12 @@ SPEC = TrainJobSpec(worker_args=worker_args(config="sam2.1_tiny128_sav_finetune"
                     gpus_per_node=1)
 
 
-class FakeCluster:
-    """kmock's emulator on a loopback port, served from a background thread's event loop."""
-
-    def __init__(self) -> None:
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
-        self.api: kmock.KubernetesEmulator
-        self.url = ""
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
-            self.api, self.url = emulator, str(server.url).rstrip("/")
-            for resource in ("kubeflow.org/v1/pytorchjobs", "trainer.kubeflow.org/v1alpha1/trainjobs",
-                             "v1/pods", "v1/events"):
-                emulator.resources[resource] = {}
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> "FakeCluster":
-        self._thread.start()
-        assert self._ready.wait(10), "kmock did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def client(self) -> client.ApiClient:
-        config = client.Configuration()
-        config.host = self.url
-        return client.ApiClient(config)
-
-    def requests(self, method: str, plural: str) -> list[Any]:
-        return [r for r in list(self.api) if r.method == method and r.resource is not None
-                and r.resource.plural == plural and r.subresource is None]
-
-
 @pytest.fixture
 def cluster() -> Iterator[FakeCluster]:
+    """The fake with the newest supported operators' CRDs installed."""
     with FakeCluster() as fake:
+        fake.install("PyTorchJob", "1.9")
+        fake.install("TrainJob", "2.3")
         yield fake
 
 
@@ -349,3 +313,36 @@ def test_a_retried_train_step_replaces_its_failed_job(cluster: FakeCluster, tmp_
     # the first attempt's create, ours answered 409, ours again after the delete
     assert len(cluster.requests("POST", "pytorchjobs")) == 3
     assert result.step == 12 and result.checkpoint == info.model
+
+
+@pytest.mark.parametrize("release", ["2.0", "2.1"])
+def test_trainjob_on_an_old_trainer_is_refused_before_anything_is_created(release: str) -> None:
+    with FakeCluster() as fake:
+        fake.install("TrainJob", release)
+        with pytest.raises(launcher.LaunchError, match=f"Trainer v{release} is installed; savflow needs v2.2"):
+            launcher.launch(SPEC, "sav-old", namespace=NS, kind=TRAINJOB, api_client=fake.client(), timeout_s=5,
+                            emit=lambda line: None)
+        assert fake.requests("POST", "trainjobs") == []
+
+
+def test_a_missing_operator_is_named() -> None:
+    with FakeCluster() as fake:
+        with pytest.raises(launcher.LaunchError, match="Training Operator .* is not installed: .*pytorchjobs"):
+            launcher.launch(SPEC, "sav-none", namespace=NS, api_client=fake.client(), timeout_s=5,
+                            emit=lambda line: None)
+
+
+def test_creates_are_strict_so_no_field_is_dropped_silently() -> None:
+    """Even past the release check, a field the installed CRD lacks fails the create with its name, where the
+    client's default (fieldValidation Warn) would let the API server prune it."""
+    unchecked = dataclasses.replace(TRAINJOB, check_crd=lambda crd: None)
+    with FakeCluster() as fake:
+        fake.install("TrainJob", "2.1")
+        with pytest.raises(launcher.LaunchError, match='unknown field "spec.runtimePatches"'):
+            launcher.launch(SPEC, "sav-strict", namespace=NS, kind=unchecked, api_client=fake.client(), timeout_s=5,
+                            emit=lambda line: None)
+        (post,) = fake.requests("POST", "trainjobs")
+        assert post.params["fieldValidation"] == "Strict"
+        jobs = client.CustomObjectsApi(fake.client()).list_namespaced_custom_object(
+            "trainer.kubeflow.org", "v1alpha1", NS, "trainjobs")
+        assert jobs["items"] == []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,56 +18,16 @@ from typing import Any, Iterator
 import jsonschema
 import kubernetes_validate
 import yaml
+from crds import CRD_SCHEMAS, close_schema, crd_schema
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
 K8S_VERSION = "1.32"  # the Kubernetes minor that kubectl here (1.32) speaks; core objects are also checked
 # against every supported minor (savflow.common.platforms.KUBERNETES)
-# The CRD schema of each release line we checked, newest last (tests/k8s/schemas/SOURCES.md).
-CRD_SCHEMAS = {
-    ("kubeflow.org/v1", "PyTorchJob"): {
-        "1.8": "kubeflow.org_v1_pytorchjob_v1.8.1.json",
-        "1.9": "kubeflow.org_v1_pytorchjob.json",
-    },
-    ("trainer.kubeflow.org/v1alpha1", "TrainJob"): {
-        "2.0": "trainer.kubeflow.org_v1alpha1_trainjob_v2.0.0.json",
-        "2.1": "trainer.kubeflow.org_v1alpha1_trainjob_v2.1.0.json",
-        "2.2": "trainer.kubeflow.org_v1alpha1_trainjob_v2.2.0.json",
-        "2.3": "trainer.kubeflow.org_v1alpha1_trainjob.json",
-    },
-    ("argoproj.io/v1alpha1", "CronWorkflow"): {
-        "3.5": "argoproj.io_v1alpha1_cronworkflow_v3.5.15.json",
-        "3.6": "argoproj.io_v1alpha1_cronworkflow_v3.6.19.json",
-        "3.7": "argoproj.io_v1alpha1_cronworkflow_v3.7.18.json",
-        "4.1": "argoproj.io_v1alpha1_cronworkflow.json",
-    },
-}
 # A CRD schema leaves metadata as a bare object (the API server checks it); these are the keys we may write.
 METADATA_KEYS = {"name", "namespace", "labels", "annotations"}
 KUBECTL_MISSING = "kubectl not found on PATH: cannot render the kustomizations under k8s/ (install kubectl >= 1.27)"
 OVERLAYS = {"gke": ROOT / "k8s/overlays/gke", "generic": ROOT / "k8s/overlays/generic", "argo": ROOT / "k8s/argo",
             "argo-v3.5": ROOT / "k8s/argo-v3.5"}
-
-
-def close_schema(schema: Any) -> Any:
-    """A copy of ``schema`` where every object schema with ``properties`` and no ``additionalProperties``
-    (and no ``x-kubernetes-preserve-unknown-fields``) rejects keys it does not list."""
-    if isinstance(schema, list):
-        return [close_schema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {key: close_schema(value) if key not in ("enum", "required", "default") else copy.deepcopy(value)
-           for key, value in schema.items()}
-    if ("properties" in out and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")):
-        out["additionalProperties"] = False
-    return out
-
-
-def crd_schema(api_version: str, kind: str, release: str | None = None) -> dict[str, Any]:
-    """The openAPIV3Schema of ``kind`` in ``release`` (default: the newest we have)."""
-    files = CRD_SCHEMAS[(api_version, kind)]
-    return json.loads((SCHEMAS / files[release or list(files)[-1]]).read_text())
 
 
 @functools.cache

@@ -66,7 +66,9 @@ def test_every_rendered_object_validates_strictly(rendered: dict[str, list[dict[
     assert rendered[overlay]
     for obj in rendered[overlay]:
         validate(obj, "3.5" if overlay == "argo-v3.5" and obj["kind"] == "CronWorkflow" else None)
-        assert obj["metadata"].get("namespace") == NAMESPACE, f"{obj['kind']}/{obj['metadata']['name']}"
+        cluster_scoped = obj["kind"] in ("ClusterRole", "ClusterRoleBinding")
+        assert obj["metadata"].get("namespace") == (None if cluster_scoped else NAMESPACE), \
+            f"{obj['kind']}/{obj['metadata']['name']}"
         for where, labels, spec in pod_specs(obj):
             validate(as_pod(where, labels, spec, NAMESPACE))
 
@@ -169,7 +171,7 @@ LAUNCHER_RULES = {
 def _grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     grants: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
-        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+        assert "nonResourceURLs" not in rule
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 grants.setdefault((group, resource), set()).update(rule["verbs"])
@@ -180,19 +182,27 @@ def _grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_rbac_is_namespaced_and_exactly_what_the_steps_use(rendered: dict[str, list[dict[str, Any]]],
                                                           overlay: str) -> None:
+    """Namespaced Roles for what the steps do; one ClusterRole, read-only, for the preflight facts (CRD objects
+    by name, node labels and capacity). No Secrets, no wildcards."""
     objects = rendered[overlay]
-    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "Secret")]
+    assert not [o for o in objects if o["kind"] == "Secret"]
     roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Role"}
+    cluster_roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
     if overlay.startswith("argo"):
-        assert roles == {}
+        assert roles == {} and cluster_roles == {}
         return
     assert set(roles) == {"savflow-launcher", "savflow-argo-executor"}
     assert _grants(roles["savflow-launcher"]) == LAUNCHER_RULES
     assert _grants(roles["savflow-argo-executor"]) == {("argoproj.io", "workflowtaskresults"): {"create", "patch"}}
-    for grant in roles.values():
+    assert set(cluster_roles) == {"savflow-preflight"}
+    preflight = cluster_roles["savflow-preflight"]["rules"]
+    assert {v for rule in preflight for v in rule["verbs"]} <= {"get", "list"}
+    crd_rule = next(r for r in preflight if r["resources"] == ["customresourcedefinitions"])
+    assert set(crd_rule["resourceNames"]) >= {"pytorchjobs.kubeflow.org", "trainjobs.trainer.kubeflow.org"}
+    for grant in [*roles.values(), *cluster_roles.values()]:
         assert "*" not in str(grant["rules"])
-    for binding in (o for o in objects if o["kind"] == "RoleBinding"):
-        assert binding["roleRef"]["kind"] == "Role"
+    for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        assert binding["roleRef"]["kind"] == binding["kind"].replace("Binding", "")
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "savflow-pipeline",
                                         "namespace": NAMESPACE}]
 

@@ -13,7 +13,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from k8s_checks import (CRD_SCHEMAS, KUBECTL_MISSING, OVERLAYS, ROOT, as_pod, crd_schema, kubectl, kustomize,
+from crds import CRD_SCHEMAS, crd_schema
+from k8s_checks import (KUBECTL_MISSING, OVERLAYS, ROOT, as_pod, kubectl, kustomize,
                         pod_specs, validate)
 from savflow.common import platforms
 from savflow.train import pytorchjob, trainjob
