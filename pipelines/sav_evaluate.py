@@ -11,6 +11,7 @@ from savflow.common.deployment import DEFAULT_IMAGE, GPU_TOLERATION
 from savflow.common.savformat import split_paths
 from savflow.evaluate.component import check_regression, resolve_checkpoint
 from savflow.pipelines.fanout import infer_and_evaluate
+from savflow.preflight.component import preflight
 from savflow.pipelines.task_settings import TaskSettings
 
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -38,7 +39,12 @@ def build(cluster: bool = True):
         max_drop: float = 1.0,
         baseline: float = -1.0,
     ) -> str:
+        check = preflight(namespace="", backend="none", nodes=1, gpus_per_node=1, node_selector=node_selector,
+                          queue_name="", staged_val=staged_val, experiment_dir=experiment_dir, cluster=cluster)
+        ts.name(check, "preflight")
+        ts.uncached(ts.image(check, image))
         resolved = resolve_checkpoint(checkpoint=checkpoint, experiment_dir=experiment_dir)
+        resolved.after(check)
         ts.uncached(ts.image(resolved, image))
         eval_dir = f"{experiment_dir}/eval/{RUN_ID}"
         val = split_paths(staged_val)

@@ -10,6 +10,7 @@ from savflow.common.deployment import DEFAULT_IMAGE, GPU_TOLERATION, TRAIN_SERVI
 from savflow.common.savformat import ANN_EVERY, split_paths
 from savflow.evaluate.component import publish_finetune
 from savflow.pipelines.fanout import infer_and_evaluate
+from savflow.preflight.component import preflight
 from savflow.pipelines.task_settings import STAGE, TaskSettings
 from savflow.stage.component import shard_indices, stage_shard
 from savflow.train.component import train
@@ -63,7 +64,14 @@ def build(cluster: bool = True):
         node_selector: dict = {},
         tolerations: list = [dict(GPU_TOLERATION)],
     ) -> float:
+        check = preflight(namespace=namespace, backend=train_backend, nodes=nodes, gpus_per_node=gpus_per_node,
+                          node_selector=node_selector, queue_name=queue_name,
+                          staged_train=staged_train, staged_val=staged_val, experiment_dir=experiment_dir,
+                          cluster=cluster)
+        ts.name(check, "preflight")
+        ts.uncached(ts.image(check, image))
         indices = ts.image(shard_indices(num_shards=stage_shards), image)
+        indices.after(check)
         with dsl.ParallelFor(indices.output) as k:
             stage_train = stage_shard(source=raw_train, dest=staged_train, shard=k, num_shards=stage_shards,
                                       video_list=train_video_list, sample_rate=sample_rate,

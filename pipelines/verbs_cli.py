@@ -61,7 +61,7 @@ def _register_compile(sub: argparse._SubParsersAction) -> None:
 
 # --- shared options -------------------------------------------------------------------------------------------
 
-def _connection_options() -> argparse.ArgumentParser:
+def connection_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("Kubeflow Pipelines endpoint and credentials")
     g.add_argument("--host", default=os.environ.get("KF_PIPELINES_ENDPOINT"),
@@ -103,7 +103,7 @@ def _run_options() -> argparse.ArgumentParser:
     return p
 
 
-def _connect(args: argparse.Namespace) -> kfp_client.Connection:
+def connect_from_args(args: argparse.Namespace) -> kfp_client.Connection:
     return kfp_client.connect(host=args.host, namespace=args.namespace, token=args.token,
                               sa_token_path=args.sa_token_path, kube_context=args.kube_context,
                               ui_host=args.ui_host, kfp_namespace=args.kfp_namespace)
@@ -144,7 +144,7 @@ def _submit(args: argparse.Namespace) -> int:
 
         def call() -> int:
             result = kfp_client.submit(
-                _connect(args), package, values, experiment=args.experiment, run_name=args.run_name,
+                connect_from_args(args), package, values, experiment=args.experiment, run_name=args.run_name,
                 wait=args.wait, timeout=args.timeout, poll_interval=args.poll_interval, upload=args.upload,
                 version_name=args.version_name, pipeline_root=args.pipeline_root,
                 service_account=args.service_account)
@@ -160,7 +160,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _register_submit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "submit", parents=[_connection_options(), _run_options()],
+        "submit", parents=[connection_options(), _run_options()],
         help="start a pipeline run on a Kubeflow Pipelines endpoint",
         description="Create a run of a pipeline on a KFP v2 endpoint and print its id and UI link. The pipeline "
                     f"is a name ({_NAMES}), compiled afresh from the installed code, or a compiled .yaml file. "
@@ -201,7 +201,7 @@ def _schedule_create(args: argparse.Namespace) -> int:
 
         def call() -> int:
             created = kfp_client.create_schedule(
-                _connect(args), package, values, name=args.name, cron=args.cron, experiment=args.experiment,
+                connect_from_args(args), package, values, name=args.name, cron=args.cron, experiment=args.experiment,
                 max_concurrency=args.max_concurrency, catchup=args.catchup, start_time=args.start_time,
                 end_time=args.end_time, enabled=not args.paused, description=args.description,
                 upload=args.upload, version_name=args.version_name, pipeline_root=args.pipeline_root,
@@ -217,7 +217,7 @@ def _schedule(args: argparse.Namespace) -> int:
         return _schedule_create(args)
 
     def call() -> int:
-        conn = _connect(args)
+        conn = connect_from_args(args)
         if args.action == "list":
             _print_schedules(kfp_client.list_schedules(conn, args.experiment), args.json)
         elif args.action == "delete":
@@ -232,7 +232,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _register_schedule(sub: argparse._SubParsersAction) -> None:
-    conn = _connection_options()
+    conn = connection_options()
     p = sub.add_parser(
         "schedule", help="manage recurring runs (of sav-evaluate by default)",
         description="Manage KFP recurring runs: create one that runs a pipeline (sav-evaluate by default) on a "

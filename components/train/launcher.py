@@ -125,14 +125,14 @@ def current_namespace() -> str:
     return "default"
 
 
-def load_api_client() -> Any:
-    """An API client from the in-cluster service account, or from kubeconfig outside a cluster."""
+def load_api_client(context: str | None = None) -> Any:
+    """An API client from the in-cluster service account, or from kubeconfig (its ``context``) outside one."""
     from kubernetes import client, config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config(context=context)
     return client.ApiClient()
 
 

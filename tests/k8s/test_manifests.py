@@ -165,6 +165,8 @@ LAUNCHER_RULES = {
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get", "list", "watch"},
     ("", "events"): {"list"},
+    ("", "serviceaccounts"): {"get"},
+    ("kueue.x-k8s.io", "localqueues"): {"get"},
 }
 
 
