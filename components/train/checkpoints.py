@@ -5,6 +5,8 @@ Layout under an experiment directory (any storage URI)::
     {exp}/checkpoints/{step:09d}/checkpoint.pt   the sam2 trainer's state: model, optimizer, epoch, steps, loss,
                                                  scaler (with AMP); what a resumed run loads
     {exp}/checkpoints/{step:09d}/model.pt        {"model": state_dict}; loads in build_sam2_video_predictor
+    {exp}/checkpoints/{step:09d}/train_metrics.json  the metrics up to this step, so a resume from this
+                                                 checkpoint continues its loss curve whatever was killed when
     {exp}/checkpoints/_done/{step:09d}.json      completion marker (epoch, sizes, sha256), written after both files
     {exp}/checkpoints/latest.json                pointer to the newest complete checkpoint, written last
     {exp}/train_metrics.json                     loss curve and final numbers (see savflow.train.trainer)
@@ -63,7 +65,7 @@ class CheckpointInfo:
     model: str  # URI of the model-only file
 
 
-def _info(experiment_dir: str, step: int, epoch: int) -> CheckpointInfo:
+def checkpoint_info(experiment_dir: str, step: int, epoch: int) -> CheckpointInfo:
     return CheckpointInfo(step=step, epoch=epoch, checkpoint=storage.join(step_dir(experiment_dir, step), TRAINER_STATE),
                           model=storage.join(step_dir(experiment_dir, step), MODEL_ONLY))
 
@@ -77,7 +79,7 @@ def complete_checkpoints(experiment_dir: str) -> list[CheckpointInfo]:
             continue
         payload = markers.read_marker(root, unit)
         if payload is not None:
-            out.append(_info(experiment_dir, int(unit), int(payload["epoch"])))
+            out.append(checkpoint_info(experiment_dir, int(unit), int(payload["epoch"])))
     return sorted(out, key=lambda c: c.step)
 
 
@@ -116,7 +118,7 @@ def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
 
 
 def publish_checkpoint(experiment_dir: str, *, trainer_state: Path, model_only: Path, step: int, epoch: int,
-                       keep_last: int) -> CheckpointInfo:
+                       keep_last: int, metrics: Path | None = None) -> CheckpointInfo:
     """Upload one checkpoint, mark it complete, point ``latest.json`` at it, then rotate old ones away.
 
     A step being published again (a run restarted from an earlier checkpoint) is unmarked before its files are
@@ -124,10 +126,13 @@ def publish_checkpoint(experiment_dir: str, *, trainer_state: Path, model_only: 
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
     root = checkpoints_root(experiment_dir)
-    info = _info(experiment_dir, step, epoch)
+    info = checkpoint_info(experiment_dir, step, epoch)
     markers.clear_marker(root, step_name(step))
     files = {}
-    for local, uri in ((trainer_state, info.checkpoint), (model_only, info.model)):
+    pairs = [(trainer_state, info.checkpoint), (model_only, info.model)]
+    if metrics is not None:
+        pairs.append((metrics, storage.join(step_dir(experiment_dir, step), METRICS)))
+    for local, uri in pairs:
         storage.upload_file(local, uri)
         files[Path(uri).name] = {"bytes": local.stat().st_size, "sha256": sha256_file(local)}
     markers.write_marker(root, step_name(step), {"step": step, "epoch": epoch, "files": files,

@@ -118,10 +118,13 @@ class SavflowTrainer(Trainer):
         state = {k: v.detach().cpu() for k, v in unwrap_ddp_if_wrapped(self.model).state_dict().items()}
         torch.save({"model": state}, tmp)
         os.replace(tmp, model_only)
-        info = checkpoints.publish_checkpoint(
+        step = self.steps[Phase.TRAIN]
+        info = checkpoints.checkpoint_info(self.savflow.experiment_dir, step, int(epoch))
+        metrics = save_dir / checkpoints.METRICS
+        metrics.write_text(json.dumps(self._metrics(status="running", latest=info), indent=1))
+        checkpoints.publish_checkpoint(
             self.savflow.experiment_dir, trainer_state=save_dir / f"{checkpoints.TRAINER_STATE}",
-            model_only=model_only, step=self.steps[Phase.TRAIN], epoch=int(epoch), keep_last=self.savflow.keep_last,
-        )
+            model_only=model_only, step=step, epoch=int(epoch), keep_last=self.savflow.keep_last, metrics=metrics)
         self._write_metrics(status="running", latest=info)
 
     def run(self) -> None:
@@ -157,9 +160,20 @@ class SavflowTrainer(Trainer):
             log.info("resumed at step %d, epoch %d", self.steps[Phase.TRAIN], self.epoch)
 
     def _load_history(self) -> None:
-        try:
-            previous = json.loads(storage.read_text(storage.join(self.savflow.experiment_dir, checkpoints.METRICS)))
-        except storage.NotFoundError:
+        """The loss history up to the checkpoint being resumed: the metrics published with that checkpoint
+        (a kill after its marker but before the experiment's metrics file was rewritten loses nothing), else
+        the experiment's metrics file (checkpoints published before the metrics travelled with them)."""
+        resumed = self.savflow.resume.get("checkpoint") or ""
+        candidates = [storage.join(resumed.rsplit("/", 1)[0], checkpoints.METRICS)] if resumed else []
+        candidates.append(storage.join(self.savflow.experiment_dir, checkpoints.METRICS))
+        previous = None
+        for uri in candidates:
+            try:
+                previous = json.loads(storage.read_text(uri))
+                break
+            except storage.NotFoundError:
+                continue
+        if previous is None:
             return
         self._prior_curve = [p for p in previous.get("loss_curve", []) if p[0] <= self.steps[Phase.TRAIN]]
         self._prior_epochs = [e for e in previous.get("epochs", [])
@@ -177,6 +191,12 @@ class SavflowTrainer(Trainer):
 
     def _write_metrics(self, *, status: str, latest: checkpoints.CheckpointInfo | None,
                        replica_digests: list[str] | None = None) -> None:
+        storage.write_text(storage.join(self.savflow.experiment_dir, checkpoints.METRICS),
+                           json.dumps(self._metrics(status=status, latest=latest, replica_digests=replica_digests),
+                                      indent=1))
+
+    def _metrics(self, *, status: str, latest: checkpoints.CheckpointInfo | None,
+                 replica_digests: list[str] | None = None) -> dict[str, Any]:
         curve = self._prior_curve + self._loss_curve
         epochs = self._prior_epochs + self._epoch_stats
         last = epochs[-1] if epochs else {}
@@ -200,5 +220,4 @@ class SavflowTrainer(Trainer):
         }
         if replica_digests is not None:
             metrics["replica_digests"] = replica_digests
-        storage.write_text(storage.join(self.savflow.experiment_dir, checkpoints.METRICS),
-                           json.dumps(metrics, indent=1))
+        return metrics

@@ -91,3 +91,26 @@ def test_cli_builds_the_spec_and_prints_the_manifest(capsys: pytest.CaptureFixtu
     assert yaml.safe_load(capsys.readouterr().out) == pytorchjob.render_pytorchjob(spec, "sav-1", "ml")
     assert launch_cli.spec_from_args(_parse(["--name", "n", "--config", "c"])).tolerations == (
         jobspec.GPU_TOLERATION,)
+
+
+def test_queued_jobs_carry_kueues_label_and_start_suspended() -> None:
+    """Kueue admits a job labelled with kueue.x-k8s.io/queue-name as one workload; created suspended, no pod
+    starts before admission."""
+    spec = jobspec.TrainJobSpec(worker_args=("--config", "c"), nodes=4, queue_name="gpu-queue")
+    for body in (pytorchjob.render_pytorchjob(spec, "j"), trainjob.render_trainjob(spec, "j")):
+        assert body["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    assert pytorchjob.render_pytorchjob(spec, "j")["spec"]["runPolicy"]["suspend"] is True
+    assert trainjob.render_trainjob(spec, "j")["spec"]["suspend"] is True
+    plain = jobspec.TrainJobSpec(worker_args=("--config", "c"))
+    assert "kueue.x-k8s.io/queue-name" not in pytorchjob.render_pytorchjob(plain, "j")["metadata"]["labels"]
+    assert pytorchjob.render_pytorchjob(plain, "j")["spec"]["runPolicy"]["suspend"] is False
+
+
+def test_backoff_limit_scales_with_the_nodes() -> None:
+    """The operator sums restarts over all pods, and one failure restarts every node."""
+    for nodes in (1, 2, 8):
+        spec = jobspec.TrainJobSpec(worker_args=("--config", "c"), nodes=nodes)
+        assert pytorchjob.render_pytorchjob(spec, "j")["spec"]["runPolicy"]["backoffLimit"] == \
+            jobspec.FAILURES_TOLERATED * nodes
+    fixed = jobspec.TrainJobSpec(worker_args=("--config", "c"), nodes=8, backoff_limit=5)
+    assert pytorchjob.render_pytorchjob(fixed, "j")["spec"]["runPolicy"]["backoffLimit"] == 5
