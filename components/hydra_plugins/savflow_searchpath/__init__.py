@@ -9,11 +9,11 @@ copying anything into the sam2 package.
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-CONFIG_PACKAGE = "pkg://savflow.train.configs"
+CONFIG_PACKAGE = "pkg://savflow.configs"
 
 
 class SavflowSearchPathPlugin(SearchPathPlugin):
-    """Appends ``savflow.train.configs`` (and sam2's package, for compose calls rooted elsewhere)."""
+    """Appends ``savflow.configs`` (and sam2's package, for compose calls rooted elsewhere)."""
 
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         search_path.append(provider="savflow", path=CONFIG_PACKAGE)

@@ -5,7 +5,7 @@ which ``sam2.build_sam._load_checkpoint`` reads strictly (missing or unexpected 
 storage URI; a ``gs://`` one is downloaded to a temporary file first.
 
 Model configs are Hydra names (sam2's released ``configs/sam2.1/sam2.1_hiera_b+.yaml``, our
-``sam2.1_hiera_tiny128`` in ``savflow.train.configs``) or a YAML file at a local path or storage URI, which is
+``sam2.1_hiera_tiny128`` in ``savflow.configs``) or a YAML file at a local path or storage URI, which is
 composed from its own folder with the same search path plugins.
 
 Settings follow sam2's ``tools/vos_inference.py``, which produced the published SA-V numbers: per-object masks
