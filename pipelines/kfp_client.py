@@ -145,7 +145,6 @@ def connect(host: str | None = None, namespace: str | None = None, token: str | 
     whatever kfp.Client finds itself (IAP client id from ``$KF_PIPELINES_IAP_OAUTH2_CLIENT_ID``, the in-cluster
     config, or the kubeconfig's API-server proxy when no host is given).
     """
-    import kfp
     from kfp.client import ServiceAccountTokenVolumeCredentials
 
     token = token or os.environ.get(TOKEN_ENV) or None

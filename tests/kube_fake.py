@@ -23,7 +23,8 @@ from kubernetes import client
 from crds import close_schema, crd_object
 
 RESOURCES = ("kubeflow.org/v1/pytorchjobs", "trainer.kubeflow.org/v1alpha1/trainjobs", "v1/pods", "v1/events",
-             "v1/nodes", "v1/serviceaccounts", "apiextensions.k8s.io/v1/customresourcedefinitions")
+             "v1/nodes", "v1/serviceaccounts", "apiextensions.k8s.io/v1/customresourcedefinitions",
+             "kueue.x-k8s.io/v1beta1/localqueues")
 
 
 @attrs.frozen

@@ -165,3 +165,24 @@ def test_cli_reads_the_run_from_a_params_file(tmp_path: Path, capsys, monkeypatc
     plan = cli.plan_from_args(args, NS)
     assert (plan.backend, plan.nodes, plan.gpus_per_node, plan.node_selector) == ("trainjob", 2, 4, H100)
     assert plan.storage_roots == (str(tmp_path / "val"), str(tmp_path / "exp"))
+
+
+def test_the_kueue_queue_must_exist(cluster: FakeCluster, tmp_path: Path) -> None:
+    cluster.install("PyTorchJob", "1.9")
+    _allow(cluster)
+    client.ApiextensionsV1Api(cluster.client()).create_custom_resource_definition({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "localqueues.kueue.x-k8s.io"},
+        "spec": {"group": "kueue.x-k8s.io", "scope": "Namespaced", "names": {"kind": "LocalQueue", "plural": "localqueues"},
+                 "versions": [{"name": "v1beta1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object"}}}]}})
+    plan = doctor.RunPlan(namespace=NS, nodes=2, gpus_per_node=8, node_selector=H100, storage_roots=(str(tmp_path),),
+                          queue_name="gpu-queue")
+    missing = _by_check(doctor.run_checks(plan, api_client=cluster.client()))[f"Kueue LocalQueue {NS}/gpu-queue"]
+    assert missing.status == ERROR and "create the LocalQueue" in missing.fix
+    client.CustomObjectsApi(cluster.client()).create_namespaced_custom_object(
+        "kueue.x-k8s.io", "v1beta1", NS, "localqueues",
+        {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "LocalQueue", "metadata": {"name": "gpu-queue"},
+         "spec": {"clusterQueue": "gpus"}})
+    found = _by_check(doctor.run_checks(plan, api_client=cluster.client()))[f"Kueue LocalQueue {NS}/gpu-queue"]
+    assert found.status == OK and "admitted whole" in found.message

@@ -291,7 +291,8 @@ def test_a_retried_train_step_replaces_its_failed_job(cluster: FakeCluster, tmp_
     import json
 
     from savflow.common import storage
-    from savflow.train import checkpoints, step
+    from savflow.common import checkpoints
+    from savflow.train import step
 
     name = step.job_name("run-7f3a")
     failed = [{"type": "Failed", "status": "True", "reason": "PyTorchJobFailed", "message": "node lost"}]

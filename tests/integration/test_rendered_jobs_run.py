@@ -22,7 +22,8 @@ from operator_env import localize, pytorchjob_pods, run_pods, trainjob_pods
 
 from savflow.common import savformat, storage
 from savflow.common.synthetic import SyntheticSpec, write_raw_train_split
-from savflow.train import checkpoints, jobspec, pytorchjob, step, trainjob
+from savflow.common import checkpoints
+from savflow.train import jobspec, pytorchjob, step, trainjob
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

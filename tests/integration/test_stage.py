@@ -25,8 +25,8 @@ from savflow.common import markers, savformat, storage
 from savflow.common.failures import FailureReport
 from savflow.common.synthetic import SyntheticSpec, generate_split, write_raw_train_split, write_val_split
 from savflow.pipelines.cli import main as savflow_main
-from savflow.stage import layout as lay
-from savflow.stage.materialize import materialize
+from savflow.common import staged as lay
+from savflow.common.materialize import materialize
 from savflow.stage.stage import stage
 
 VIDEOS = Path(__file__).parents[1] / "data" / "videos"

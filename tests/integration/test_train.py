@@ -23,7 +23,7 @@ import torch
 
 from savflow.common import storage
 from savflow.common.synthetic import SyntheticSpec, generate_video, write_staged_train_split
-from savflow.train import checkpoints
+from savflow.common import checkpoints
 from savflow.train.trainer import state_dict_digest
 
 SPEC = SyntheticSpec(num_videos=2, num_frames=16, height=128, width=128, num_objects=2, seed=5)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from savflow.common import savformat
-from savflow.stage import layout as lay
+from savflow.common import savformat, staged as lay
+from savflow.stage import writers
 from savflow.stage.source import SourceError, TrainSource, ValSource, scan_source
 
 
@@ -25,7 +25,7 @@ def test_tar_writer_offsets_sizes_and_hash(tmp_path: Path) -> None:
                savformat.frames_path(long_video, 0): b"\xff\xd8\xff" + bytes(range(256)) * 5,
                savformat.frames_path(long_video, 4): b"\xff\xd8\xff" + b"x" * 512,
                savformat.frames_path(long_video, 8): b""}
-    writer = lay.TarWriter(str(dest), long_video, scratch)
+    writer = writers.TarWriter(str(dest), long_video, scratch)
     for name, data in members.items():
         writer.add(name, data)
     extra = writer.finish()
@@ -74,7 +74,7 @@ def test_dir_writer_removes_files_of_an_earlier_attempt(tmp_path: Path) -> None:
     stale.write_bytes(b"old")
     (stale.parent / ".00004.jpg.tmp-0123abcd").write_bytes(b"half")  # a write cut short by a kill
     with ThreadPoolExecutor(4) as pool:
-        writer = lay.DirWriter(str(dest), "sav_1", pool, max_in_flight=3)
+        writer = writers.DirWriter(str(dest), "sav_1", pool, max_in_flight=3)
         for f in range(0, 20, 4):
             writer.add(savformat.frames_path("sav_1", f), bytes([f]))
         writer.finish()

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from savflow.common import markers, storage
-from savflow.train import checkpoints
+from savflow.common import checkpoints, markers, storage
 from savflow.train.trainer import downsample_curve, state_dict_digest
 
 

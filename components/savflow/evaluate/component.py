@@ -9,7 +9,7 @@ from savflow.common.deployment import DEFAULT_IMAGE
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def resolve_checkpoint(checkpoint: str, experiment_dir: str) -> str:
     """``checkpoint`` when given, else the model file of the newest complete checkpoint of ``experiment_dir``."""
-    from savflow.train.checkpoints import latest_checkpoint
+    from savflow.common.checkpoints import latest_checkpoint
 
     if checkpoint:
         return checkpoint

@@ -22,7 +22,7 @@ from pathlib import Path
 from savflow.common import markers, storage
 from savflow.common.failures import FailureReport
 from savflow.common.savformat import FRAMES_DIR, MASKS_DIR, check_name
-from savflow.stage.materialize import staged_split_of
+from savflow.common.materialize import staged_split_of
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
@@ -94,7 +94,7 @@ class Sources:
         frames_dir = local_root / FRAMES_DIR / video
         masks_dir = local_root / MASKS_DIR / video
         if self.split is not None:
-            from savflow.stage.materialize import materialize
+            from savflow.common.materialize import materialize
 
             problems = FailureReport(step="materialize")
             if materialize(self.split, local_root, [video], workers=workers, report=problems) != [video]:

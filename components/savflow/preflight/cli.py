@@ -77,7 +77,7 @@ def handle(args: argparse.Namespace) -> int:
     from savflow.pipelines.params import ParamError
     from savflow.pipelines.verbs_cli import connect_from_args
     from savflow.preflight import checks, doctor
-    from savflow.train.launcher import current_namespace
+    from savflow.common.kube import current_namespace
 
     try:
         plan = plan_from_args(args, args.namespace or current_namespace())

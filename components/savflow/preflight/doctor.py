@@ -79,7 +79,7 @@ def _local_queue(api_client: Any, plan: RunPlan) -> Finding:
             "kueue.x-k8s.io", "v1beta1", plan.namespace, "localqueues", plan.queue_name)
     except ApiException as exc:
         if exc.status == 404:
-            return Finding(check, ERROR, "does not exist", "create the LocalQueue (pointing at a ClusterQueue with "
+            return Finding(check, checks.ERROR, "does not exist", "create the LocalQueue (pointing at a ClusterQueue with "
                                                            "GPU quota), or leave queue_name empty")
         return Finding(check, checks.WARN, f"cannot read it: {_reason(exc)}")
     return Finding(check, checks.OK, "exists; the training job will be admitted whole or not at all")
@@ -194,7 +194,7 @@ def run_checks(plan: RunPlan, *, api_client: Any = None, kfp_connect: Callable[[
     findings: list[Finding] = []
     if cluster:
         if api_client is None:
-            from savflow.train.launcher import load_api_client
+            from savflow.common.kube import load_api_client
 
             api_client = load_api_client(kube_context)
         findings += operator_findings(api_client, plan)
@@ -219,7 +219,7 @@ def preflight_step(*, namespace: str, backend: str, nodes: int, gpus_per_node: i
     """The pipelines' first step: the checks of ``savflow doctor`` from inside the run, as the run's own
     service account (self reviews), before any pod asks for a GPU. Raises (failing the run) when one failed;
     returns the report. Without ``cluster`` (kfp.local) only the storage roots are probed."""
-    from savflow.train.launcher import current_namespace
+    from savflow.common.kube import current_namespace
 
     plan = RunPlan(namespace=namespace or current_namespace(), backend=backend, nodes=nodes,
                    gpus_per_node=gpus_per_node, node_selector=dict(node_selector), queue_name=queue_name,

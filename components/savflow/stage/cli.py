@@ -9,7 +9,7 @@ from savflow.common import storage
 from savflow.common.failures import FailureReport
 from savflow.common.savformat import SavFormatError
 from savflow.common.videolists import read_video_list
-from savflow.stage.materialize import materialize
+from savflow.common.materialize import materialize
 from savflow.stage.source import SourceError
 from savflow.stage.stage import default_workers, stage
 

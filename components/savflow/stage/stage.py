@@ -12,7 +12,7 @@
   (every ``sample_rate``-th frame, all masks), not re-encoded.
 
 Each video is written whole, then marked complete (:mod:`savflow.common.markers`, the marker also being the
-index, see :mod:`savflow.stage.layout`, and recording whether masks were written). A re-run skips marked videos
+index, see :mod:`savflow.common.staged`, and recording whether masks were written). A re-run skips marked videos
 and redoes the others from scratch, so a killed run costs only the videos in flight; a train run with masks also
 redoes the videos marked without them (their marker is removed first, so readers never see a half-replaced
 video). A video that cannot be staged (missing or malformed annotation, corrupt or truncated mp4, a frame count
@@ -46,7 +46,8 @@ from tqdm import tqdm
 from savflow.common import markers, savformat, storage
 from savflow.common.failures import Failure, FailureReport
 from savflow.common.sharding import shard_of
-from savflow.stage import layout as lay
+from savflow.common import staged as lay
+from savflow.stage import writers
 from savflow.stage.decode import SampledFrames, VideoDecodeError, encode_jpeg
 from savflow.stage.parallel import ordered_map
 from savflow.stage.source import TrainSource, ValSource, scan_source
@@ -111,7 +112,7 @@ class _Fetched:
 class _Built:
     """A video whose files are all written (tar: in a local archive; dir: uploads under way), checks passed."""
 
-    writer: lay.TarWriter | lay.DirWriter
+    writer: writers.TarWriter | writers.DirWriter
     payload: dict[str, Any]
     frames_written: int
 
@@ -183,10 +184,10 @@ class _Stager:
         if fetched is not None and fetched.scratch_copy:
             fetched.mp4.unlink(missing_ok=True)
 
-    def _writer(self, video: str) -> lay.TarWriter | lay.DirWriter:
+    def _writer(self, video: str) -> writers.TarWriter | writers.DirWriter:
         if self.layout == "tar":
-            return lay.TarWriter(self.dest, video, self.scratch)
-        return lay.DirWriter(self.dest, video, self.io, 2 * self.io_workers)
+            return writers.TarWriter(self.dest, video, self.scratch)
+        return writers.DirWriter(self.dest, video, self.io, 2 * self.io_workers)
 
     # train: mp4 + manual.json -> JPEGs + annotation
 
@@ -254,7 +255,7 @@ class _Stager:
                                "fps": frames.fps, "source": mp4_uri, "masks": self.masks,
                                "objects": sorted(ann.masklet_ids)}, written)
 
-    def _add_masks(self, writer: lay.TarWriter | lay.DirWriter, ann: savformat.ManualAnnotation,
+    def _add_masks(self, writer: writers.TarWriter | writers.DirWriter, ann: savformat.ManualAnnotation,
                    ann_uri: str) -> None:
         """Write the per-object PNGs of every annotated frame, objects encoded in parallel."""
         pngs = ordered_map(self.cpu, partial(_object_pngs, ann, ann_uri), range(ann.num_objects),

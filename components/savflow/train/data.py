@@ -23,7 +23,7 @@ from pathlib import Path
 
 from savflow.common import savformat, storage
 from savflow.common.videolists import read_video_list
-from savflow.stage.materialize import materialize, staged_split_of
+from savflow.common.materialize import materialize, staged_split_of
 
 log = logging.getLogger(__name__)
 

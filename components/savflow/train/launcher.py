@@ -32,15 +32,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from savflow.common import platforms
+from savflow.common.kube import current_namespace, load_api_client
 from savflow.train import jobspec, pytorchjob, trainjob
 from savflow.train.jobspec import TrainJobSpec
 
 SPEC_HASH_ANNOTATION = "savflow/spec-hash"
-SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 Emit = Callable[[str], None]
 
 
@@ -111,29 +110,6 @@ class Outcome:
 def spec_hash(body: dict[str, Any]) -> str:
     """A digest of the job's spec: an existing job is adopted only when it runs exactly what we would create."""
     return hashlib.sha256(json.dumps(body["spec"], sort_keys=True).encode()).hexdigest()[:16]
-
-
-def current_namespace() -> str:
-    """The namespace of this pod when in-cluster, else the kubeconfig context's, else ``default``."""
-    if SA_NAMESPACE_FILE.exists():
-        return SA_NAMESPACE_FILE.read_text().strip()
-    from kubernetes import config
-
-    with contextlib.suppress(config.ConfigException, OSError):
-        _, context = config.list_kube_config_contexts()
-        return context.get("context", {}).get("namespace") or "default"
-    return "default"
-
-
-def load_api_client(context: str | None = None) -> Any:
-    """An API client from the in-cluster service account, or from kubeconfig (its ``context``) outside one."""
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config(context=context)
-    return client.ApiClient()
 
 
 @contextlib.contextmanager

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 
-from savflow.common import savformat, storage
-from savflow.stage import layout
+from savflow.common import savformat, staged as layout, storage
 
 # File-system overhead (inodes, block rounding of ~100k small files per 100 GB) and the local file list.
 MARGIN = 1.10

@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
-from savflow.common import deployment, storage
-from savflow.train import checkpoints, data, jobspec, launcher, scratch
+from savflow.common import checkpoints, deployment, storage
+from savflow.train import data, jobspec, launcher, scratch
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 :class:`SavflowTrainer` adds, on top of ``training.trainer.Trainer``:
 
 * publication: after the trainer writes its local ``checkpoint.pt`` at the end of a trainer epoch, rank 0
-  uploads it with a model-only copy to the experiment directory (:mod:`savflow.train.checkpoints`), every
+  uploads it with a model-only copy to the experiment directory (:mod:`savflow.common.checkpoints`), every
   ``save_every`` epochs and always at the last one;
 * ``train_metrics.json`` next to the checkpoints: the loss of every step seen by rank 0, per-epoch averages,
   time per step, the resume decision, and at the end the weight digests of all replicas, which must agree;
@@ -32,8 +32,7 @@ from omegaconf import OmegaConf
 from training.trainer import Trainer, unwrap_ddp_if_wrapped
 from training.utils.train_utils import Phase
 
-from savflow.common import storage
-from savflow.train import checkpoints
+from savflow.common import checkpoints, storage
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ The sam2 ``training/train.py`` entry cannot run in a PyTorchJob (it sets ``MASTE
 1. reads its place in the job from the torchrun variables (:mod:`savflow.train.distenv`) and sets its thread
    count to ``OMP_NUM_THREADS`` or an even share of the node's cores;
 2. decides how to start from what the experiment directory holds (``--resume auto|never|URI``,
-   :func:`savflow.train.checkpoints.plan_resume`) and logs the decision;
+   :func:`savflow.common.checkpoints.plan_resume`) and logs the decision;
 3. gets the node's local copy of the staged data (local rank 0 fetches, the others wait) and its own copies of
    the checkpoint to resume from or the initial weights (``--checkpoint``), from any storage URI;
 4. composes the Hydra config (ours and sam2's resolve by name), points it at those local files and at a private
@@ -29,8 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from savflow.common import deployment, storage
-from savflow.train import checkpoints, data, distenv
+from savflow.common import checkpoints, deployment, storage
+from savflow.train import data, distenv
 
 log = logging.getLogger("savflow.train")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from savflow.common import markers, savformat, storage
 from savflow.common.failures import FailureReport
-from savflow.stage import layout as lay
+from savflow.common import staged as lay
 
 log = logging.getLogger(__name__)
 
