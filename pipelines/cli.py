@@ -15,7 +15,7 @@ COMMAND_MODULES = [
     "savflow.pipelines.local_cli",
     "savflow.stage.cli",
     "savflow.train.cli",
-    "savflow.train.launch_cli",
+    "savflow.launch.cli",
     "savflow.infer.cli",
     "savflow.evaluate.cli",
     "savflow.pipelines.verbs_cli",

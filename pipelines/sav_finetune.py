@@ -13,7 +13,7 @@ from savflow.pipelines.fanout import infer_and_evaluate
 from savflow.preflight.component import preflight
 from savflow.pipelines.task_settings import STAGE, TaskSettings
 from savflow.stage.component import shard_indices, stage_shard
-from savflow.train.component import train
+from savflow.launch.component import train
 
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 

@@ -23,7 +23,7 @@ from operator_env import localize, pytorchjob_pods, run_pods, trainjob_pods
 from savflow.common import savformat, storage
 from savflow.common.synthetic import SyntheticSpec, write_raw_train_split
 from savflow.common import checkpoints
-from savflow.train import jobspec, pytorchjob, step, trainjob
+from savflow.launch import jobspec, pytorchjob, train_step as step, trainjob
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

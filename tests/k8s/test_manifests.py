@@ -21,8 +21,8 @@ import yaml
 
 from k8s_checks import (KUBECTL_MISSING, OVERLAYS, ROOT, as_pod, kubectl, kustomize, pod_specs, validate)
 from savflow.common.savformat import split_paths
-from savflow.train import jobspec, pytorchjob, trainjob
-from savflow.train.jobspec import TrainJobSpec
+from savflow.launch import jobspec, pytorchjob, trainjob
+from savflow.launch.jobspec import TrainJobSpec
 
 needs_kubectl = pytest.mark.skipif(kubectl() is None, reason=KUBECTL_MISSING)
 NAMESPACE = "savflow"
@@ -127,8 +127,8 @@ def test_metadata_typos_fail_too() -> None:
 def test_committed_template_is_what_the_code_renders() -> None:
     committed = (ROOT / "k8s/base/training/pytorchjob.yaml").read_text()
     assert committed == pytorchjob.render_template(), (
-        "k8s/base/training/pytorchjob.yaml differs from savflow.train.pytorchjob.TEMPLATE_SPEC; regenerate it: "
-        "python -m savflow.train.pytorchjob --output k8s/base/training/pytorchjob.yaml")
+        "k8s/base/training/pytorchjob.yaml differs from savflow.launch.pytorchjob.TEMPLATE_SPEC; regenerate it: "
+        "python -m savflow.launch.pytorchjob --output k8s/base/training/pytorchjob.yaml")
 
 
 @needs_kubectl

@@ -17,7 +17,7 @@ from crds import CRD_SCHEMAS, crd_schema
 from k8s_checks import (KUBECTL_MISSING, OVERLAYS, ROOT, as_pod, kubectl, kustomize,
                         pod_specs, validate)
 from savflow.common import platforms
-from savflow.train import pytorchjob, trainjob
+from savflow.launch import pytorchjob, trainjob
 from test_manifests import LAUNCHER_SPECS, NAMESPACE
 
 needs_kubectl = pytest.mark.skipif(kubectl() is None, reason=KUBECTL_MISSING)

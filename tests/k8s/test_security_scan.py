@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from k8s_checks import KUBECTL_MISSING, OVERLAYS, ROOT, as_pod, kubectl, kustomize, pod_specs
-from savflow.train import jobspec, pytorchjob, trainjob
+from savflow.launch import jobspec, pytorchjob, trainjob
 
 CHECKOV = Path(os.environ.get("SAVFLOW_CHECKOV", ROOT / ".venv-checkov/bin/checkov"))
 CHECKOV_MISSING = (f"checkov not found at {CHECKOV}: install it with `python3.11 -m venv .venv-checkov && "

@@ -6,6 +6,7 @@ build the wheel the way ``pip install .`` and the Dockerfile do and look inside 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def wheel_names(tmp_path_factory) -> set[str]:
     out = tmp_path_factory.mktemp("wheel")
+    shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools reuses build/lib: a stale module would ship
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
                     str(ROOT)], check=True, capture_output=True, timeout=300)
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     (wheel,) = out.glob("savflow-*.whl")
     return set(zipfile.ZipFile(wheel).namelist())
 

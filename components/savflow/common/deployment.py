@@ -1,7 +1,7 @@
 """Facts about how savflow's pods run on a cluster, defined once for every place that renders a pod.
 
 The pipeline's task settings (:mod:`savflow.pipelines.task_settings`), the training job renderers
-(:mod:`savflow.train.jobspec`), the storage client (the key file variable), the preflight check and the tests
+(:mod:`savflow.launch.jobspec`), the storage client (the key file variable), the preflight check and the tests
 all import these names; the Dockerfile's user and the kustomize manifests are checked against them by
 ``tests/k8s``. Nothing here imports anything heavier than the package version.
 """

@@ -137,7 +137,7 @@ class Access:
 
 def pipeline_needs(backend: str) -> list[Access]:
     """What the pipeline's pods do with the Kubernetes API: Argo's executor records step outputs, and the
-    train step runs its job (savflow.train.launcher)."""
+    train step runs its job (savflow.launch.jobs)."""
     needs = [Access("create", "argoproj.io", "workflowtaskresults", why="Argo's executor records outputs"),
              Access("patch", "argoproj.io", "workflowtaskresults", why="Argo's executor records outputs")]
     if backend in BACKEND_CRDS:

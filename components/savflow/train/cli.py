@@ -9,14 +9,8 @@ of the cores through ``OMP_NUM_THREADS`` (torchrun would otherwise set 1). On a 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import subprocess
-import sys
 
-from savflow.train import distenv, worker
-
-log = logging.getLogger(__name__)
+from savflow.train import torchrun, worker
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,41 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=handle)
 
 
-def worker_argv(args: argparse.Namespace) -> list[str]:
-    """The worker command line equivalent to the parsed options (those that differ from the defaults)."""
-    parser = worker.build_parser()
-    argv: list[str] = []
-    for action in parser._actions:  # noqa: SLF001 - argparse has no public view of its options
-        if not action.option_strings or action.dest == "help":
-            continue
-        value = getattr(args, action.dest, None)
-        if value is None or value == action.default:
-            continue
-        flag = action.option_strings[-1]
-        if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
-            argv.append(flag)
-        elif isinstance(value, list):
-            argv += [flag, *map(str, value)]
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
-def torchrun_command(args: argparse.Namespace) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc-per-node={args.nproc_per_node}", "-m", "savflow.train.worker", *worker_argv(args)]
-
-
 def handle(args: argparse.Namespace) -> int:
     if args.nproc_per_node < 1:
         raise SystemExit("--nproc-per-node must be >= 1")
     if args.nproc_per_node == 1:
         return worker.run(args)
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS",
-                   str(distenv.threads_per_process(distenv.available_cpus(), args.nproc_per_node)))
-    for key in distenv.REQUIRED:  # torchrun sets these for its children; stale values would only confuse
-        env.pop(key, None)
-    command = torchrun_command(args)
-    log.info("running %s", " ".join(command))
-    return subprocess.call(command, env=env)
+    try:
+        torchrun.run(worker.argv({d: getattr(args, d) for d in worker.option_dests()}, skip_defaults=True),
+                     args.nproc_per_node, emit=print)
+    except torchrun.TorchrunFailed as exc:
+        return exc.code
+    return 0

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Mapping, MutableMapping
 
 REQUIRED = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+# Everything torchrun sets for each process it starts; a value from elsewhere would be overwritten or, worse,
+# believed (the job specs refuse them in user env, the local runner drops a parent's).
+TORCHRUN_ENV = frozenset({*REQUIRED, "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE"})
 
 
 @dataclass(frozen=True)

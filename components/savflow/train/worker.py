@@ -12,7 +12,7 @@ The sam2 ``training/train.py`` entry cannot run in a PyTorchJob (it sets ``MASTE
 4. composes the Hydra config (ours and sam2's resolve by name), points it at those local files and at a private
    scratch directory whose trainer ``save_dir`` holds only the checkpoint chosen in step 2 (the sam2 trainer
    silently resumes from any ``checkpoint.pt`` it finds there), adapts it to the device (CPU: gloo, no AMP, no
-   pinned memory, and :mod:`savflow.train.cpu_support`), and runs
+   pinned memory, and :mod:`savflow.train.cpu_memmeter`), and runs
    ``instantiate(cfg.trainer, _recursive_=False).run()`` with :class:`savflow.train.trainer.SavflowTrainer`.
 """
 
@@ -27,7 +27,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from savflow.common import checkpoints, deployment, storage
 from savflow.train import data, distenv
@@ -76,6 +76,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds a process waits for its node's copy of the data (default 3600)")
     parser.add_argument("--override", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="Hydra overrides, e.g. scratch.num_frames=4 scratch.base_lr=1e-4")
+
+
+def option_dests() -> list[str]:
+    """The destinations of the worker's options, in the order :func:`add_arguments` declares them."""
+    return [a.dest for a in build_parser()._actions if a.option_strings and a.dest != "help"]  # noqa: SLF001
+
+
+def argv(values: Mapping[str, Any], *, skip_defaults: bool = False) -> list[str]:
+    """The worker command line for ``values`` (option destinations to values), from the one declaration of
+    the options: None is left out (and, with ``skip_defaults``, a value equal to the option's default), a
+    flag is given when true, a list becomes one option with several values."""
+    out: list[str] = []
+    for action in build_parser()._actions:  # noqa: SLF001 - argparse has no public view of its options
+        if not action.option_strings or action.dest == "help" or action.dest not in values:
+            continue
+        value = values[action.dest]
+        if value is None or (skip_defaults and value == action.default):
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
+            if value:
+                out.append(flag)
+        elif isinstance(value, (list, tuple)):
+            if value:
+                out += [flag, *map(str, value)]
+        else:
+            out += [flag, str(value)]
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,7 +260,7 @@ def _train(cfg, *, env: distenv.DistEnv, device: str, experiment_dir: str) -> in
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from savflow.train.cpu_support import cpu_mem_meter
+    from savflow.train.cpu_memmeter import cpu_mem_meter
 
     if env.is_primary:
         storage.write_text(storage.join(experiment_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))

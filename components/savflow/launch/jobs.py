@@ -24,20 +24,17 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from savflow.common import platforms
 from savflow.common.kube import current_namespace, load_api_client
-from savflow.train import jobspec, pytorchjob, trainjob
-from savflow.train.jobspec import TrainJobSpec
+from savflow.launch import pytorchjob, trainjob
+from savflow.train import torchrun
+from savflow.launch.jobspec import TrainJobSpec
 
 SPEC_HASH_ANNOTATION = "savflow/spec-hash"
 Emit = Callable[[str], None]
@@ -427,65 +424,18 @@ def _wait_gone(custom: Any, address: tuple[str, str, str, str], name: str, timeo
         time.sleep(1.0)
 
 
-def local_command(spec: TrainJobSpec, python: str = sys.executable) -> list[str]:
-    """The ``torchrun`` command line for one node here: ``--standalone`` picks a free rendezvous port itself."""
-    return [python, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-            "--nproc-per-node", str(spec.procs_per_node), "-m", spec.worker_module, *spec.worker_args]
-
-
-def local_env(spec: TrainJobSpec, base: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without torchrun's own variables (a launcher inside a torchrun must not leak
-    its rank into the new one), threads split between the processes, then the spec's env."""
-    env = {k: v for k, v in (os.environ if base is None else base).items()
-           if not k.startswith("PET_") and k not in jobspec.TORCHRUN_ENV}
-    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // spec.procs_per_node))
-    env.update(spec.env)
-    return env
-
-
 def run_local(spec: TrainJobSpec, *, timeout_s: float = 24 * 3600, emit: Emit = print,
               cwd: str | None = None) -> Outcome:
-    """Run the worker with torchrun here, streaming its output; raise :class:`JobFailed` on a non-zero exit.
-
-    torchrun runs in its own process group, so a timeout or cancellation stops it and all its workers.
-    """
-    command = local_command(spec)
-    emit(f"[local] {' '.join(command)}")
+    """The job of ``spec`` as one local node (:mod:`savflow.train.torchrun`), judged like a cluster job:
+    :class:`JobFailed` on a non-zero exit, :class:`LaunchError` on the timeout."""
     started = time.monotonic()
-    tail: deque[str] = deque(maxlen=40)  # torchrun's failure summary alone is about 20 lines
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                            env=local_env(spec), cwd=cwd, start_new_session=True)
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail.append(line.rstrip("\n"))
-            emit(line.rstrip("\n"))
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
     with _sigterm_raises():
         try:
-            code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _stop_group(proc)
-            raise LaunchError(f"local training did not finish within {timeout_s:.0f} s; stopped it") from None
-        except (KeyboardInterrupt, LaunchCancelled):
-            _stop_group(proc)
-            raise
-    reader.join(timeout=10)
-    if code != 0:
-        raise JobFailed("local", f"exit status {code}", "\n".join(tail))
+            torchrun.run(spec.worker_args, spec.procs_per_node, env=spec.env, module=spec.worker_module,
+                         timeout_s=timeout_s, emit=emit, cwd=cwd)
+        except torchrun.TorchrunFailed as exc:
+            raise JobFailed("local", "exit status 1" if exc.code == 1 else f"exit status {exc.code}",
+                            exc.tail) from None
+        except torchrun.TorchrunTimeout as exc:
+            raise LaunchError(str(exc)) from None
     return Outcome("local", "", False, time.monotonic() - started)
-
-
-def _stop_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
-    """SIGTERM torchrun's whole process group (it forwards to workers), SIGKILL what is left after the grace."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()

@@ -1,7 +1,7 @@
 """What a distributed training run needs from the cluster, as one value, and the pod parts every backend shares.
 
 :class:`TrainJobSpec` holds the knobs (image, nodes, GPUs per node, resources, placement, identity, the worker's
-arguments); :mod:`savflow.train.pytorchjob` and :mod:`savflow.train.trainjob` turn it into a Kubeflow object and
+arguments); :mod:`savflow.launch.pytorchjob` and :mod:`savflow.launch.trainjob` turn it into a Kubeflow object and
 the local launcher turns it into a ``torchrun`` command line. Everything here is pure: no I/O, no Kubernetes
 client, so the committed manifests and the objects the launcher creates come from the same functions.
 
@@ -13,13 +13,14 @@ scratch on volumes, requests = limits) so that the checks in ``tests/k8s`` can h
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from savflow.common import deployment
+from savflow.train import distenv, worker
+from savflow.train.torchrun import WORKER_MODULE
 from savflow.common.deployment import (CREDENTIALS_DIR, CREDENTIALS_FILE, CREDENTIALS_KEY, DEFAULT_IMAGE,
                                        GPU_RESOURCE, GPU_TOLERATION, RUN_AS_GROUP, RUN_AS_USER, SCRATCH_DIR)
 
-WORKER_MODULE = "savflow.train.worker"
 TMP_DIR = "/tmp"
 SHM_DIR = "/dev/shm"
 PART_OF_LABEL = {"app.kubernetes.io/part-of": "savflow", "app.kubernetes.io/component": "train"}
@@ -70,7 +71,7 @@ class TrainJobSpec:
         tag = self.image.rsplit("/", 1)[-1]
         if "@sha256:" not in self.image and (":" not in tag or tag.endswith(":latest")):
             raise ValueError(f"image {self.image!r} must be pinned by a version tag or a digest, never 'latest'")
-        reserved = sorted(k for k in self.env if k.startswith("PET_") or k in TORCHRUN_ENV)
+        reserved = sorted(k for k in self.env if k.startswith("PET_") or k in distenv.TORCHRUN_ENV)
         if reserved:
             raise ValueError(f"env must not set {reserved}: the training operator and torchrun own them")
 
@@ -94,37 +95,18 @@ class TrainJobSpec:
 # Job-wide failures (a lost node, a crash) a run survives by default; each costs one restart per node.
 FAILURES_TOLERATED = 3
 
-# Set by torchrun for each process it starts; a value from us would be overwritten or, worse, believed.
-TORCHRUN_ENV = frozenset({"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                          "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE"})
 
 
-def worker_args(
-    *,
-    config: str,
-    train_frames: str | None = None,
-    train_annotations: str | None = None,
-    file_list: str | None = None,
-    checkpoint: str | None = None,
-    experiment_dir: str | None = None,
-    batch_size: int | None = None,
-    epochs: int | None = None,
-    num_workers: int | None = None,
-    seed: int | None = None,
-    resume: str | None = None,
-    overrides: Sequence[str] = (),
-) -> tuple[str, ...]:
-    """The ``savflow train`` options for one run, in the order the worker documents them; unset ones are left out."""
-    args: list[str] = ["--config", config]
-    for flag, value in (("--train-frames", train_frames), ("--train-annotations", train_annotations),
-                        ("--file-list", file_list), ("--checkpoint", checkpoint),
-                        ("--experiment-dir", experiment_dir), ("--batch-size", batch_size), ("--epochs", epochs),
-                        ("--num-workers", num_workers), ("--seed", seed), ("--resume", resume)):
-        if value is not None:
-            args += [flag, str(value)]
-    for override in overrides:
-        args += ["--override", override]
-    return tuple(args)
+def worker_args(**values: Any) -> tuple[str, ...]:
+    """The ``savflow train`` options for one run, from their one declaration in :mod:`savflow.train.worker`
+    (keyword = option destination, e.g. ``train_frames``; ``overrides`` = the ``--override`` values); unset
+    (None) ones are left out."""
+    if "overrides" in values:
+        values["override"] = list(values.pop("overrides"))
+    unknown = sorted(set(values) - set(worker.option_dests()))
+    if unknown:
+        raise TypeError(f"not options of the training worker: {unknown}")
+    return tuple(worker.argv(values))
 
 
 def worker_command(spec: TrainJobSpec) -> list[str]:

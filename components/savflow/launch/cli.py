@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from savflow.train import jobspec, launcher
-from savflow.train.jobspec import TrainJobSpec
+from savflow.launch import jobs, jobspec, train_step
+from savflow.train import torchrun, worker
+from savflow.launch.jobspec import TrainJobSpec
 
 log = logging.getLogger(__name__)
-BACKENDS = ("pytorchjob", "trainjob", "local")
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
     job = p.add_argument_group("job")
     job.add_argument("--name", required=True, help="job name; a retry with the same name adopts the running job")
     job.add_argument("--namespace", help="default: this pod's namespace, else the kubeconfig context's")
-    job.add_argument("--backend", choices=BACKENDS, default="pytorchjob")
+    job.add_argument("--backend", choices=train_step.BACKENDS, default="pytorchjob")
     job.add_argument("--image", default=defaults.image)
     job.add_argument("--nodes", type=int, default=defaults.nodes)
     job.add_argument("--gpus-per-node", type=int, default=defaults.gpus_per_node,
@@ -76,28 +76,12 @@ def register(subparsers: Any) -> None:
     job.add_argument("--replace-failed", action="store_true",
                      help="delete a failed job of the same name and start again instead of reporting it")
     job.add_argument("--print-manifest", action="store_true", help="print the job object and exit")
-    worker = p.add_argument_group("worker (savflow train options)")
-    worker.add_argument("--config", required=True)
-    worker.add_argument("--train-frames")
-    worker.add_argument("--train-annotations")
-    worker.add_argument("--file-list")
-    worker.add_argument("--checkpoint")
-    worker.add_argument("--experiment-dir")
-    worker.add_argument("--batch-size", type=int)
-    worker.add_argument("--epochs", type=int)
-    worker.add_argument("--num-workers", type=int)
-    worker.add_argument("--seed", type=int)
-    worker.add_argument("--resume")
-    worker.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+    worker.add_arguments(p.add_argument_group("worker (the savflow train options, passed to every process)"))
     p.set_defaults(func=handle)
 
 
 def spec_from_args(args: argparse.Namespace) -> TrainJobSpec:
-    worker_args = jobspec.worker_args(
-        config=args.config, train_frames=args.train_frames, train_annotations=args.train_annotations,
-        file_list=args.file_list, checkpoint=args.checkpoint, experiment_dir=args.experiment_dir,
-        batch_size=args.batch_size, epochs=args.epochs, num_workers=args.num_workers, seed=args.seed,
-        resume=args.resume, overrides=args.override)
+    worker_args = tuple(worker.argv({d: getattr(args, d) for d in worker.option_dests()}, skip_defaults=True))
     extra: dict[str, Any] = {}
     if args.toleration is not None:
         extra["tolerations"] = tuple(args.toleration)
@@ -114,22 +98,22 @@ def handle(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.print_manifest:
         if args.backend == "local":
-            print(" ".join(launcher.local_command(spec)))
+            print(" ".join(torchrun.command(spec.worker_args, spec.procs_per_node, module=spec.worker_module)))
         else:
-            body = launcher.KINDS[args.backend].render(spec, args.name, args.namespace)
+            body = jobs.KINDS[args.backend].render(spec, args.name, args.namespace)
             sys.stdout.write(yaml.safe_dump(body, sort_keys=False))
         return 0
     try:
         if args.backend == "local":
-            outcome = launcher.run_local(spec, timeout_s=args.timeout)
+            outcome = jobs.run_local(spec, timeout_s=args.timeout)
         else:
-            outcome = launcher.launch(spec, args.name, namespace=args.namespace, kind=launcher.KINDS[args.backend],
+            outcome = jobs.launch(spec, args.name, namespace=args.namespace, kind=jobs.KINDS[args.backend],
                                       timeout_s=args.timeout, poll_s=args.poll_interval,
                                       replace_failed=args.replace_failed)
-    except launcher.LaunchError as exc:
+    except jobs.LaunchError as exc:
         log.error("%s", exc)
         return 1
-    except launcher.LaunchCancelled:
+    except jobs.LaunchCancelled:
         log.error("cancelled; the job was stopped and deleted")
         return 143
     log.info("training job %s finished in %.0f s%s", outcome.name, outcome.seconds,

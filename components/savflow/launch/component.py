@@ -1,4 +1,4 @@
-"""KFP component of the train step: only wiring; :func:`savflow.train.step.train_step` does the work."""
+"""KFP component of the train step: only wiring; :func:`savflow.launch.train_step.train_step` does the work."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Metrics, Output
@@ -10,18 +10,19 @@ from savflow.common.deployment import DEFAULT_IMAGE
 def train(image: str, config: str, train_frames: str, train_annotations: str, experiment_dir: str, run_id: str,
           train_metrics: Output[Metrics], loss_curve: Output[HTML], node_selector: dict, tolerations: list,
           checkpoint: str = "", file_list: str = "", epochs: int = 0, batch_size: int = 0, num_workers: int = -1,
-          seed: int = -1, overrides: list = [], backend: str = "pytorchjob", nodes: int = 1, gpus_per_node: int = 1,
-          cpu: str = "8", memory: str = "64Gi", shm_size: str = "16Gi", scratch_size: str = "",
+          seed: int = -1, overrides: list = [], backend: str = "pytorchjob", nodes: int = 1, gpus_per_node: int = 8,
+          cpu: str = "32", memory: str = "256Gi", shm_size: str = "64Gi", scratch_size: str = "",
           service_account: str = "savflow-train", credentials_secret: str = "", queue_name: str = "",
           namespace: str = "", timeout_s: int = 604800) -> str:
     """Fine-tune, resuming from the experiment's newest checkpoint; returns the model-only checkpoint URI.
 
     A retry of the step (same pipeline run) adopts the running job, or replaces a failed one, instead of
-    starting a second one. ``scratch_size`` "" sizes each node's data volume from the staged data.
+    starting a second one. ``scratch_size`` "" sizes each node's data volume from the staged data. (KFP
+    embeds this function's source, so its defaults are literals; a test holds them to TrainJobSpec's.)
     """
     import logging
 
-    from savflow.train.step import train_step
+    from savflow.launch.train_step import train_step
 
     logging.basicConfig(level=logging.INFO)
     result = train_step(

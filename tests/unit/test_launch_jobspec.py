@@ -8,15 +8,46 @@ import sys
 import pytest
 import yaml
 
-from savflow.train import jobspec, launch_cli, launcher, pytorchjob, trainjob
-from savflow.train.jobspec import TrainJobSpec
+from savflow.launch import cli as launch_cli, jobs as launcher, jobspec, pytorchjob, trainjob
+from savflow.launch.jobspec import TrainJobSpec
 
 
 def test_worker_args_keep_order_and_leave_out_unset_options() -> None:
-    args = jobspec.worker_args(config="c", train_frames="gs://b/f", epochs=3, resume="auto",
+    """In the order savflow.train.worker declares its options, which the worker's own parser reads back."""
+    from savflow.train import worker
+
+    args = jobspec.worker_args(config="c", train_frames="gs://b/f", epochs=3, resume="auto", seed=None,
                                overrides=["trainer.max_epochs=3", "a=b"])
-    assert args == ("--config", "c", "--train-frames", "gs://b/f", "--epochs", "3", "--resume", "auto",
-                    "--override", "trainer.max_epochs=3", "--override", "a=b")
+    assert args == ("--config", "c", "--train-frames", "gs://b/f", "--resume", "auto", "--epochs", "3",
+                    "--override", "trainer.max_epochs=3", "a=b")
+    parsed = worker.build_parser().parse_args([*args, "--train-annotations", "x", "--experiment-dir", "e"])
+    assert (parsed.epochs, parsed.resume, parsed.override) == (3, "auto", ["trainer.max_epochs=3", "a=b"])
+    with pytest.raises(TypeError, match="epoch"):
+        jobspec.worker_args(config="c", epoch=3)
+
+
+def test_every_place_takes_the_workers_options_from_its_one_declaration() -> None:
+    """launch-train exposes every worker option; the train component's worker parameters are worker options;
+    the component's resource defaults are TrainJobSpec's (its source is embedded by KFP, so they are literals)."""
+    import argparse
+    import inspect
+
+    from savflow.launch import component, train_step
+    from savflow.train import worker
+
+    parser = argparse.ArgumentParser()
+    launch_cli.register(parser.add_subparsers())
+    launch = parser._subparsers._group_actions[0].choices["launch-train"]  # noqa: SLF001
+    assert set(worker.option_dests()) <= {a.dest for a in launch._actions}  # noqa: SLF001
+    params = inspect.signature(component.train.python_func).parameters
+    job_params = {"image", "run_id", "train_metrics", "loss_curve", "backend", "nodes", "gpus_per_node", "cpu",
+                  "memory", "shm_size", "scratch_size", "node_selector", "tolerations", "service_account",
+                  "credentials_secret", "queue_name", "namespace", "timeout_s", "overrides"}
+    assert set(params) - job_params <= set(worker.option_dests())
+    defaults = TrainJobSpec()
+    for name in ("nodes", "gpus_per_node", "cpu", "memory", "shm_size", "service_account"):
+        assert params[name].default == getattr(defaults, name), name
+        assert inspect.signature(train_step.build_spec).parameters[name].default == getattr(defaults, name), name
 
 
 def test_pytorchjob_shape_follows_nodes_and_gpus() -> None:
@@ -56,11 +87,12 @@ def test_kubelet_timestamps_order_despite_trimmed_fractions() -> None:
 
 
 def test_local_command_is_torchrun_standalone_over_the_worker() -> None:
-    spec = TrainJobSpec(worker_args=("--config", "c"), gpus_per_node=2)
-    assert launcher.local_command(spec) == [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                            "--nnodes", "1", "--nproc-per-node", "2", "-m",
-                                            "savflow.train.worker", "--config", "c"]
-    env = launcher.local_env(spec, base={"PATH": "/bin", "RANK": "3", "PET_NNODES": "2", "HOME": "/h"})
+    from savflow.train import torchrun
+
+    assert torchrun.command(("--config", "c"), 2) == [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                      "--nnodes", "1", "--nproc-per-node", "2", "-m",
+                                                      "savflow.train.worker", "--config", "c"]
+    env = torchrun.environment(2, base={"PATH": "/bin", "RANK": "3", "PET_NNODES": "2", "HOME": "/h"})
     assert env["PATH"] == "/bin" and "RANK" not in env and "PET_NNODES" not in env
 
 
@@ -79,17 +111,23 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(["launch-train", *argv])
 
 
+DATA = ["--train-frames", "gs://b/s/JPEGImages_24fps", "--train-annotations", "gs://b/s/annotations",
+        "--experiment-dir", "gs://b/e"]
+
+
 def test_cli_builds_the_spec_and_prints_the_manifest(capsys: pytest.CaptureFixture[str]) -> None:
     args = _parse(["--name", "sav-1", "--namespace", "ml", "--nodes", "2", "--gpus-per-node", "4",
                    "--node-selector", "pool=a100", "--toleration", "pool=a100:NoSchedule", "--env", "NCCL_DEBUG=INFO",
-                   "--config", "c", "--epochs", "2", "--override", "x=1", "--print-manifest"])
+                   *DATA, "--config", "c", "--epochs", "2", "--override", "x=1", "--print-manifest"])
     spec = launch_cli.spec_from_args(args)
-    assert spec.worker_args == ("--config", "c", "--epochs", "2", "--override", "x=1")
+    assert spec.worker_args == ("--config", "c", "--train-frames", "gs://b/s/JPEGImages_24fps", "--train-annotations",
+                                "gs://b/s/annotations", "--experiment-dir", "gs://b/e", "--epochs", "2",
+                                "--override", "x=1")
     assert spec.node_selector == {"pool": "a100"} and spec.env == {"NCCL_DEBUG": "INFO"}
     assert spec.tolerations == ({"key": "pool", "operator": "Equal", "value": "a100", "effect": "NoSchedule"},)
     assert args.func(args) == 0
     assert yaml.safe_load(capsys.readouterr().out) == pytorchjob.render_pytorchjob(spec, "sav-1", "ml")
-    assert launch_cli.spec_from_args(_parse(["--name", "n", "--config", "c"])).tolerations == (
+    assert launch_cli.spec_from_args(_parse(["--name", "n", "--config", "c", *DATA])).tolerations == (
         jobspec.GPU_TOLERATION,)
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 from savflow.common import checkpoints, deployment, storage
-from savflow.train import data, jobspec, launcher, scratch
+from savflow.train import data
+from savflow.launch import jobs, jobspec, scratch
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,9 @@ def run_train_step(spec: jobspec.TrainJobSpec, *, backend: str, run_id: str, exp
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "local":
-        launcher.run_local(spec, timeout_s=timeout_s, emit=log.info)
+        jobs.run_local(spec, timeout_s=timeout_s, emit=log.info)
     else:
-        launcher.launch(spec, job_name(run_id), namespace=namespace or None, kind=launcher.KINDS[backend],
+        jobs.launch(spec, job_name(run_id), namespace=namespace or None, kind=jobs.KINDS[backend],
                         api_client=api_client, timeout_s=timeout_s, poll_s=poll_s, replace_failed=True,
                         emit=log.info)
     latest = checkpoints.read_latest_pointer(experiment_dir)
@@ -61,10 +62,14 @@ def run_train_step(spec: jobspec.TrainJobSpec, *, backend: str, run_id: str, exp
     return TrainStepResult(checkpoint=latest.model, step=latest.step, metrics=metrics)
 
 
+_DEFAULTS = jobspec.TrainJobSpec()
+
+
 def build_spec(*, image: str, config: str, train_frames: str, train_annotations: str, experiment_dir: str,
                checkpoint: str = "", file_list: str = "", epochs: int = 0, batch_size: int = 0, num_workers: int = -1,
-               seed: int = -1, overrides: Sequence[str] = (), nodes: int = 1, gpus_per_node: int = 1,
-               cpu: str = "8", memory: str = "64Gi", shm_size: str = "16Gi", scratch_size: str = "200Gi",
+               seed: int = -1, overrides: Sequence[str] = (), nodes: int = _DEFAULTS.nodes,
+               gpus_per_node: int = _DEFAULTS.gpus_per_node, cpu: str = _DEFAULTS.cpu, memory: str = _DEFAULTS.memory,
+               shm_size: str = _DEFAULTS.shm_size, scratch_size: str = _DEFAULTS.scratch_size,
                node_selector: Mapping[str, str] | None = None, tolerations: Sequence[Mapping[str, Any]] | None = None,
                service_account: str = deployment.TRAIN_SERVICE_ACCOUNT, credentials_secret: str = "",
                queue_name: str = "", env: Mapping[str, str] | None = None) -> jobspec.TrainJobSpec:
@@ -85,7 +90,7 @@ def build_spec(*, image: str, config: str, train_frames: str, train_annotations:
 
 
 def sized_scratch(requested: str, *, train_frames: str, train_annotations: str, file_list: str) -> str:
-    """The per-node scratch volume for this training set (see :mod:`savflow.train.scratch`), logged."""
+    """The per-node scratch volume for this training set (see :mod:`savflow.launch.scratch`), logged."""
     videos = data.list_training_videos(train_frames, train_annotations, file_list or None)
     nbytes = scratch.staged_bytes(train_frames, videos)
     size = scratch.scratch_size(requested, nbytes)
@@ -108,7 +113,7 @@ def train_step(*, backend: str, run_id: str, namespace: str = "", timeout_s: flo
                api_client: Any = None, poll_s: float = 10.0, **params: Any) -> TrainStepReport:
     """The pipeline's train step from its parameters (those of :func:`build_spec`): size the scratch volume
     from the staged data (cluster backends), run the job, and return what the step reports."""
-    from savflow.train import report
+    from savflow.launch import report
 
     if backend != "local":
         params["scratch_size"] = sized_scratch(

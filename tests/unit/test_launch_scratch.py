@@ -9,7 +9,7 @@ import pytest
 from savflow.common import savformat
 from savflow.common.synthetic import SyntheticSpec, write_raw_train_split
 from savflow.stage.stage import stage
-from savflow.train import scratch
+from savflow.launch import scratch
 
 
 @pytest.mark.parametrize("layout", ["tar", "dir"])

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from savflow.train import jobspec
-from savflow.train.jobspec import TrainJobSpec
+from savflow.launch import jobspec
+from savflow.launch.jobspec import TrainJobSpec
 
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
 KIND = "TrainJob"

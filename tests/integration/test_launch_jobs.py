@@ -23,9 +23,9 @@ import pytest
 from kube_fake import FakeCluster
 from kubernetes import client
 
-from savflow.train import launcher
-from savflow.train.jobspec import TrainJobSpec, worker_args
-from savflow.train.launcher import PYTORCHJOB, TRAINJOB, JobKind
+from savflow.launch import jobs as launcher
+from savflow.launch.jobspec import TrainJobSpec, worker_args
+from savflow.launch.jobs import PYTORCHJOB, TRAINJOB, JobKind
 
 NS = "ml"
 SPEC = TrainJobSpec(worker_args=worker_args(config="sam2.1_tiny128_sav_finetune", epochs=1), nodes=2,
@@ -292,7 +292,7 @@ def test_a_retried_train_step_replaces_its_failed_job(cluster: FakeCluster, tmp_
 
     from savflow.common import storage
     from savflow.common import checkpoints
-    from savflow.train import step
+    from savflow.launch import train_step as step
 
     name = step.job_name("run-7f3a")
     failed = [{"type": "Failed", "status": "True", "reason": "PyTorchJobFailed", "message": "node lost"}]

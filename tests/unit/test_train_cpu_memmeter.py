@@ -1,7 +1,7 @@
 """The CPU MemMeter workaround: still needed, and still working.
 
 If sam2 ever stops calling ``torch.cuda.reset_peak_memory_stats()`` unconditionally, the first test fails and
-``savflow.train.cpu_support`` should go.
+``savflow.train.cpu_memmeter`` should go.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from savflow.train import cpu_support
+from savflow.train import cpu_memmeter
 
 needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="the failure only happens without CUDA")
 
@@ -27,7 +27,7 @@ def test_patched_trainer_meter_works_and_measures_host_memory():
     import training.trainer as trainer_module
 
     original = trainer_module.MemMeter
-    with cpu_support.cpu_mem_meter():
+    with cpu_memmeter.cpu_mem_meter():
         meter = trainer_module.MemMeter("Mem (GB)", torch.device("cpu"), ":.2f")
         meter.update(reset_peak_usage=True)
         meter.update(reset_peak_usage=True)
@@ -41,6 +41,6 @@ def test_patch_is_restored_on_error():
     import training.trainer as trainer_module
 
     original = trainer_module.MemMeter
-    with pytest.raises(KeyError), cpu_support.cpu_mem_meter():
+    with pytest.raises(KeyError), cpu_memmeter.cpu_mem_meter():
         raise KeyError("boom")
     assert trainer_module.MemMeter is original
