@@ -19,7 +19,7 @@ COMMAND_MODULES = [
     "savflow.infer.cli",
     "savflow.evaluate.cli",
     "savflow.pipelines.verbs_cli",
-    "savflow.preflight.cli",
+    "savflow.pipelines.doctor_cli",
 ]
 
 

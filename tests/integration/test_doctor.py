@@ -151,7 +151,7 @@ def test_kfp_api_check(tmp_path: Path) -> None:
 
 def test_cli_reads_the_run_from_a_params_file(tmp_path: Path, capsys, monkeypatch) -> None:
     """`savflow doctor --params-file` with the ConfigMap's data: the plan comes from the parameters."""
-    from savflow.preflight import cli
+    from savflow.pipelines import doctor_cli as cli
 
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"train_backend": "trainjob", "nodes": "2", "gpus_per_node": "4",

@@ -1,4 +1,5 @@
-"""``savflow doctor``: check a cluster before a run (operators, GPU nodes, permissions, bucket, KFP API).
+"""``savflow doctor``: check a cluster before a run (operators, GPU nodes, permissions, bucket, KFP API); the
+command-line face of :mod:`savflow.preflight.doctor`.
 
 Exit status 0 when nothing failed (the run can work), 1 when a check failed, 2 on bad usage.
 """
