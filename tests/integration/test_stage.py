@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from savflow.common import markers, savformat, storage
+from savflow.common import markers, savformat, storage, storage_gcs
 from savflow.common.failures import FailureReport
 from savflow.common.synthetic import SyntheticSpec, generate_split, write_raw_train_split, write_val_split
 from savflow.pipelines.cli import main as savflow_main
@@ -341,7 +341,7 @@ def test_cli_tar_layout_costs_at_most_five_requests_per_video(gcs_emulator: str,
                                                       num_objects=1, seed=8))
     with RecordingProxy(gcs_emulator) as proxy:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
-        monkeypatch.setattr(storage, "_clients", {})
+        monkeypatch.setattr(storage_gcs, "_clients", {})
         code = savflow_main(["stage", "--source", source, "--dest", dest, "--sample-rate", "4", "--workers", "2",
                              "--layout", "tar", "--no-progress"])
         assert code == 0

@@ -14,7 +14,6 @@ that one odd video is reported while the rest are staged.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -65,24 +64,6 @@ class ValSource:
         return {v: float(len(self.frames.get(v, ()))) for v in self.videos()}
 
 
-def _list_children(uri: str) -> tuple[dict[str, int], set[str]]:
-    """The direct children of ``uri``: files with their sizes, and sub-folder names (one request on GCS).
-
-    The storage API lists names only; sizes come from the same listing response, so sharding by size is free.
-    """
-    if storage.is_gcs(uri):
-        bucket, prefix = storage.split_gcs(uri)
-        prefix = prefix.rstrip("/") + "/" if prefix else ""
-        blobs = storage.gcs_client().list_blobs(bucket, prefix=prefix, delimiter="/")
-        files = {b.name[len(prefix):]: int(b.size or 0) for b in blobs if not b.name.endswith("/")}
-        return files, {p[len(prefix):].rstrip("/") for p in blobs.prefixes}
-    root = storage.local_path(uri)
-    if not root.is_dir():
-        return {}, set()
-    entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
-    return ({e.name: e.stat().st_size for e in entries if e.is_file()}, {e.name for e in entries if e.is_dir()})
-
-
 def _video_of(rel: str, source: ValSource, what: str) -> str | None:
     """The video folder of a listed name, or None (after noting a problem) when the folder name is unsafe."""
     video = rel.split("/", 1)[0]
@@ -125,7 +106,7 @@ def _scan_val(root: str) -> ValSource:
 
 def scan_source(root: str) -> TrainSource | ValSource:
     """List the split at ``root`` and say what it holds."""
-    sizes, folders = _list_children(root)
+    sizes, folders = storage.list_children(root)
     if savformat.FRAMES_DIR in folders:
         return _scan_val(root)
     mp4 = {n[: -len(".mp4")]: s for n, s in sizes.items() if n.endswith(".mp4")}
