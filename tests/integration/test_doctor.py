@@ -52,7 +52,8 @@ def cluster() -> Iterator[FakeCluster]:
         client.ApiextensionsV1Api(fake.client()).create_custom_resource_definition({
             "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
             "metadata": {"name": "workflows.argoproj.io"},
-            "spec": {"group": "argoproj.io", "scope": "Namespaced", "names": {"kind": "Workflow", "plural": "workflows"},
+            "spec": {"group": "argoproj.io", "scope": "Namespaced",
+                     "names": {"kind": "Workflow", "plural": "workflows"},
                      "versions": [{"name": "v1alpha1", "served": True, "storage": True,
                                    "schema": {"openAPIV3Schema": {"type": "object"}}}]}})
         yield fake
@@ -130,7 +131,8 @@ def test_too_few_big_nodes_and_a_missing_queue(cluster: FakeCluster, tmp_path: P
 def test_unreadable_facts_are_warnings_not_crashes(tmp_path: Path) -> None:
     with FakeCluster() as fake:
         deny = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403}
-        fake.api["get", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/pytorchjobs.kubeflow.org"] << 403 << deny
+        crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/pytorchjobs.kubeflow.org"
+        fake.api["get", crd] << 403 << deny
         fake.api["get", "/api/v1/nodes"] << 403 << deny
         fake.api["post", f"/apis/authorization.k8s.io/v1/namespaces/{NS}/localsubjectaccessreviews"] << 403 << deny
         found = _by_check(doctor.run_checks(_plan(str(tmp_path)), api_client=fake.client()))

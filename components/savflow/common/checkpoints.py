@@ -89,6 +89,16 @@ def latest_checkpoint(experiment_dir: str) -> CheckpointInfo | None:
     return done[-1] if done else None
 
 
+def newest_model(experiment_dir: str) -> str:
+    """The model-only file of the newest complete checkpoint (from the markers); an error naming the
+    experiment when it has none."""
+    latest = latest_checkpoint(experiment_dir)
+    if latest is None:
+        raise FileNotFoundError(f"{experiment_dir}: no complete checkpoint to evaluate")
+    log.info("newest checkpoint: step %d: %s", latest.step, latest.model)
+    return latest.model
+
+
 def read_latest_pointer(experiment_dir: str) -> CheckpointInfo | None:
     try:
         data = json.loads(storage.read_text(storage.join(checkpoints_root(experiment_dir), LATEST)))

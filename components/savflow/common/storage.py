@@ -31,7 +31,8 @@ from savflow.common.storage_local import FILE_SCHEME, local_path
 
 __all__ = ["AlreadyExistsError", "NotFoundError", "StorageError", "CHUNK_SIZE", "CHUNKED_UPLOAD_THRESHOLD",
            "GS_SCHEME", "FILE_SCHEME", "KEY_FILE_ENV", "TreeResult", "delete", "delete_prefix", "download_file",
-           "download_tree", "exists", "gcs_client", "is_gcs", "join", "list_children", "list_prefix", "list_sizes", "local_path",
+           "download_tree", "exists", "gcs_client", "is_gcs", "join", "list_children", "list_prefix", "list_sizes",
+           "local_path",
            "read_bytes", "read_text", "split_gcs", "upload_file", "upload_tree", "write_bytes", "write_text"]
 
 KEY_FILE_ENV = deployment.KEY_FILE_ENV

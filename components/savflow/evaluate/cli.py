@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from savflow.common import storage
 from savflow.common.savformat import SavFormatError
-from savflow.common.videolists import read_video_list
-from savflow.evaluate.evaluator import EvaluationError, default_workers, evaluate
-from savflow.evaluate.results import summary_text, write_results
+from savflow.evaluate.evaluator import EvaluationError, default_workers
+from savflow.evaluate.results import summary_text
+from savflow.evaluate.run import evaluate_to
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,31 +38,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--size-buckets",
                         help="URI of a JSON {video: {obj: bucket}} (e.g. SA-V masklet_size_bucket) for scores "
                              "per bucket")
+    parser.add_argument("--annotations-root",
+                        help="staged annotations/ ({video}_manual.json): scores per SA-V size bucket from them")
+    parser.add_argument("--frames-root", help="the videos' JPEG frames: also write the HTML overlay page")
+    parser.add_argument("--report-dir", help="where report.md (and report.html) go (default: --output)")
+    parser.add_argument("--title", default="SA-V evaluation", help="title of the report pages")
     parser.add_argument("--quiet", action="store_true", help="no per-object table and no progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        videos = read_video_list(args.video_list)
-        buckets = _read_buckets(args.size_buckets) if args.size_buckets else None
-        result = evaluate(args.gt_root, args.pred_root, videos, strict=args.strict,
-                          skip_first_last=not args.do_not_skip_first_last, num_workers=args.num_workers,
-                          size_buckets=buckets, progress=not args.quiet)
-        uris = write_results(result, args.output)
+        done = evaluate_to(args.gt_root, args.pred_root, args.output, video_list=args.video_list or "",
+                           annotations_root=args.annotations_root or "", size_buckets_uri=args.size_buckets or "",
+                           frames_root=args.frames_root or "", report_dir=args.report_dir or "", title=args.title,
+                           num_workers=args.num_workers, strict=args.strict,
+                           skip_first_last=not args.do_not_skip_first_last, progress=not args.quiet)
     except (EvaluationError, SavFormatError, storage.StorageError, OSError) as exc:
         print(f"savflow evaluate: error: {exc}", file=sys.stderr)
         return 1
-    print(summary_text(result, table=not args.quiet))
-    print(f"Saved {uris['csv']} and {uris['json']}")
+    print(summary_text(done.result, table=not args.quiet))
+    print("Saved " + ", ".join(done.files.values()))
     return 0
-
-
-def _read_buckets(uri: str) -> dict:
-    try:
-        buckets = json.loads(storage.read_text(uri))
-    except json.JSONDecodeError as exc:
-        raise EvaluationError(f"{uri}: not valid JSON: {exc}") from exc
-    if not isinstance(buckets, dict) or not all(isinstance(v, dict) for v in buckets.values()):
-        raise EvaluationError(f"{uri}: must be a JSON object {{video: {{obj: bucket}}}}")
-    return buckets

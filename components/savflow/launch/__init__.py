@@ -1,1 +1,2 @@
-"""Launching training: the pipeline step and `savflow launch-train`, which render and run the job that runs `savflow.train`."""
+"""Launching training: the pipeline's train step and ``savflow launch-train`` render and run the job (or the
+local torchrun) that runs :mod:`savflow.train`."""

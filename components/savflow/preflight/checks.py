@@ -44,7 +44,8 @@ PLATFORM_OF = {"pytorchjobs.kubeflow.org": platforms.TRAINING_OPERATOR,
                "cronworkflows.argoproj.io": platforms.ARGO}
 INSTALL_HINT = {
     "pytorchjobs.kubeflow.org": "install the Kubeflow Training Operator v1.9 (kubectl apply --server-side -k "
-                                "\"github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.9.4\")",
+                                "\"github.com/kubeflow/training-operator.git/manifests/overlays/standalone"
+                                "?ref=v1.9.4\")",
     "trainjobs.trainer.kubeflow.org": "install Kubeflow Trainer v2.2 or newer with its torch-distributed runtime, "
                                       "or set train_backend=pytorchjob",
     "workflows.argoproj.io": "install Kubeflow Pipelines 2.16 or newer (it brings Argo Workflows)",

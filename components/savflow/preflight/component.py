@@ -15,5 +15,6 @@ def preflight(namespace: str, backend: str, nodes: int, gpus_per_node: int, node
     from savflow.preflight.doctor import preflight_step
 
     return preflight_step(namespace=namespace, backend=backend, nodes=nodes, gpus_per_node=gpus_per_node,
-                          node_selector=node_selector, queue_name=queue_name, storage_roots=[staged_train, staged_val, experiment_dir],
+                          node_selector=node_selector, queue_name=queue_name,
+                          storage_roots=[staged_train, staged_val, experiment_dir],
                           cluster=cluster)

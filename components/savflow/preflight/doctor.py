@@ -79,8 +79,9 @@ def _local_queue(api_client: Any, plan: RunPlan) -> Finding:
             "kueue.x-k8s.io", "v1beta1", plan.namespace, "localqueues", plan.queue_name)
     except ApiException as exc:
         if exc.status == 404:
-            return Finding(check, checks.ERROR, "does not exist", "create the LocalQueue (pointing at a ClusterQueue with "
-                                                           "GPU quota), or leave queue_name empty")
+            return Finding(check, checks.ERROR, "does not exist",
+                           "create the LocalQueue (pointing at a ClusterQueue with GPU quota), or leave queue_name "
+                           "empty")
         return Finding(check, checks.WARN, f"cannot read it: {_reason(exc)}")
     return Finding(check, checks.OK, "exists; the training job will be admitted whole or not at all")
 

@@ -1,0 +1,105 @@
+"""One evaluation, whatever the entry: ``savflow evaluate`` and the KFP ``evaluate`` component both call
+:func:`evaluate_to`, so the same inputs give the same files (results.csv, metrics.json, the Markdown table, the
+HTML overlay page) and the same scores; and the history bookkeeping both pipelines do after it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from savflow.common import storage
+from savflow.common.videolists import read_video_list
+from savflow.evaluate import regression
+from savflow.evaluate.evaluator import EvalResult, EvaluationError, evaluate, size_buckets_from_manual
+from savflow.evaluate.report import Roots, html_report, markdown_report
+from savflow.evaluate.results import write_results
+
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one evaluation produced: the scores, the files written, and the two report pages' text."""
+
+    result: EvalResult
+    files: dict[str, str]
+    markdown: str
+    html: str | None
+
+
+def size_buckets(annotations_root: str) -> dict | None:
+    """SA-V size buckets per object from the ``{video}_manual.json`` files staged under ``annotations_root``."""
+    manual = [storage.join(annotations_root, n) for n in storage.list_prefix(annotations_root, recursive=False)
+              if n.endswith("_manual.json")]
+    return size_buckets_from_manual(manual) or None
+
+
+def read_size_buckets(uri: str) -> dict:
+    """A JSON ``{video: {obj: bucket}}`` file (e.g. SA-V ``masklet_size_bucket``)."""
+    try:
+        buckets = json.loads(storage.read_text(uri))
+    except json.JSONDecodeError as exc:
+        raise EvaluationError(f"{uri}: not valid JSON: {exc}") from exc
+    if not isinstance(buckets, dict) or not all(isinstance(v, dict) for v in buckets.values()):
+        raise EvaluationError(f"{uri}: must be a JSON object {{video: {{obj: bucket}}}}")
+    return buckets
+
+
+def evaluate_to(gt_root: str, pred_root: str, output: str, *, video_list: str = "", annotations_root: str = "",
+                size_buckets_uri: str = "", frames_root: str = "", report_dir: str = "",
+                title: str = "SA-V evaluation", num_workers: int = 1, strict: bool = False,
+                skip_first_last: bool = True, progress: bool = False) -> Evaluation:
+    """Score ``pred_root`` against ``gt_root`` and write results.csv and metrics.json under ``output``, and
+    ``report.md`` + ``report.html`` under ``report_dir`` (default: ``output``). Size buckets come from
+    ``size_buckets_uri`` or the manual annotations under ``annotations_root``; the overlay page needs the
+    frames (``frames_root``) and is left out without them."""
+    buckets = (read_size_buckets(size_buckets_uri) if size_buckets_uri else
+               size_buckets(annotations_root) if annotations_root else None)
+    result = evaluate(gt_root, pred_root, read_video_list(video_list or None), strict=strict,
+                      skip_first_last=skip_first_last, num_workers=num_workers, size_buckets=buckets,
+                      progress=progress)
+    files = write_results(result, output)
+    markdown = markdown_report(result, title=title)
+    page = html_report(result, Roots(frames=frames_root, gt=gt_root, pred=pred_root), title=title) \
+        if frames_root else None
+    reports = report_dir or output
+    storage.write_text(storage.join(reports, REPORT_MD), markdown)
+    files["markdown"] = storage.join(reports, REPORT_MD)
+    if page is not None:
+        storage.write_text(storage.join(reports, REPORT_HTML), page)
+        files["html"] = storage.join(reports, REPORT_HTML)
+    return Evaluation(result, files, markdown, page)
+
+
+def kfp_metrics(result: EvalResult) -> dict[str, float]:
+    """The KFP Metrics of an evaluation: J&F, J, F, the object count, and J&F per size bucket."""
+    total = result.global_scores
+    out = {"J&F": total.jf, "J": total.j, "F": total.f, "objects": float(total.objects)}
+    out.update({f"J&F {bucket}": scores.jf for bucket, scores in result.per_bucket().items()})
+    return out
+
+
+def history_entry(eval_output: str, *, run_id: str, checkpoint: str) -> regression.HistoryEntry:
+    """The history line of the evaluation whose metrics.json is under ``eval_output``."""
+    scores: dict[str, Any] = json.loads(storage.read_text(storage.join(eval_output, "metrics.json")))
+    return regression.HistoryEntry(
+        run=run_id, checkpoint=checkpoint, j_and_f=scores["J&F"], j=scores["J"], f=scores["F"],
+        num_videos=scores["num_videos"], num_objects=scores["num_objects"],
+        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+
+
+def check_and_record(experiment_dir: str, eval_output: str, *, run_id: str, checkpoint: str, max_drop: float,
+                     baseline: float | None) -> regression.Verdict:
+    """Compare this evaluation with the experiment's history and ``baseline``, then append it (with the
+    verdict) to the history."""
+    import dataclasses
+
+    entry = history_entry(eval_output, run_id=run_id, checkpoint=checkpoint)
+    verdict = regression.compare(entry, regression.load_history(experiment_dir), baseline=baseline,
+                                 max_drop=max_drop)
+    regression.append_history(experiment_dir, dataclasses.replace(entry, passed=verdict.ok))
+    return verdict
