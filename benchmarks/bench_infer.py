@@ -28,10 +28,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # sam2's per-video progress bars wou
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from savflow.common.sharding import plan_shards  # noqa: E402
-from savflow.common.synthetic import SyntheticSpec, write_val_split  # noqa: E402
+from savflow.common.lpt_shards import plan_shards  # noqa: E402
+from savflow.common.demo_data import SyntheticSpec, write_val_split  # noqa: E402
 from savflow.infer.predictor import LoadedPredictor, build_predictor  # noqa: E402
-from savflow.infer.shards import balance_ratio  # noqa: E402
+from savflow.infer.shard_plan import balance_ratio  # noqa: E402
 from savflow.infer.vos import MaskIndex, inference_context, segment_video  # noqa: E402
 
 TINY = "sam2.1_hiera_tiny128"

@@ -263,7 +263,7 @@ def bench_requests(tmp: Path, workers: int) -> list[str]:
         env = {"STORAGE_EMULATOR_HOST": host, "GOOGLE_CLOUD_PROJECT": "bench"}
         os.environ.update(env)
         from savflow.common import storage
-        from savflow.common.synthetic import SyntheticSpec, write_raw_train_split
+        from savflow.common.demo_data import SyntheticSpec, write_raw_train_split
 
         storage.gcs_client().create_bucket("bench")
         raw = "gs://bench/raw"

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from savflow.common import storage, synthetic
+from savflow.common import demo_data, storage
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,12 @@ def prepare_demo(workdir: Path, size: DemoSize) -> dict[str, Any]:
     if not marker.exists():
         storage.delete(str(raw))
         res = 128
-        synthetic.write_raw_train_split(str(raw_train), synthetic.SyntheticSpec(
+        demo_data.write_raw_train_split(str(raw_train), demo_data.SyntheticSpec(
             num_videos=size.train_videos, num_frames=size.frames, height=res, width=res,
             num_objects=size.objects, seed=size.seed, first_index=1))
         # held-out videos in the train format: staging writes their masks, and their manual annotations give the
         # evaluation its SA-V size buckets
-        synthetic.write_raw_train_split(str(raw_val), synthetic.SyntheticSpec(
+        demo_data.write_raw_train_split(str(raw_val), demo_data.SyntheticSpec(
             num_videos=size.val_videos, num_frames=size.frames, height=res, width=res, num_objects=size.objects,
             seed=size.seed + 1, first_index=1001))
         storage.write_text(str(marker), wanted)

@@ -14,7 +14,7 @@ import pytest
 from kfp.dsl import HTML, Markdown, Metrics
 
 from savflow.common import checkpoints, savformat, storage
-from savflow.common.synthetic import SyntheticSpec, write_raw_train_split, write_val_split
+from savflow.common.demo_data import SyntheticSpec, write_raw_train_split, write_val_split
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = "sam2.1_hiera_tiny128"
@@ -106,7 +106,7 @@ def test_evaluate_components(tmp_path: Path, val: tuple[str, list[str]], model: 
 def test_train_component_local_backend(tmp_path: Path, model: str) -> None:
     """The train component on the local backend: torchrun of the worker, one short epoch, then the Metrics and
     the HTML page from what the worker published."""
-    from savflow.common.synthetic import write_staged_train_split
+    from savflow.common.demo_data import write_staged_train_split
     from savflow.launch.component import train
 
     staged = str(tmp_path / "staged")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from savflow.common import storage, synthetic
+from savflow.common import demo_data, storage
 from savflow.common.savformat import MASKS_DIR, decode_object_png, encode_object_png
 from savflow.evaluate.evaluator import evaluate
 from savflow.pipelines.cli import main as savflow_main
@@ -20,7 +20,7 @@ from savflow.pipelines.cli import main as savflow_main
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import reference_jf  # noqa: E402
 
-SPEC = synthetic.SyntheticSpec(num_videos=2, num_frames=20, height=64, width=96, num_objects=2, seed=3)
+SPEC = demo_data.SyntheticSpec(num_videos=2, num_frames=20, height=64, width=96, num_objects=2, seed=3)
 
 
 def _perturbed_predictions(gt_root: str, pred_root: str) -> None:
@@ -32,7 +32,7 @@ def _perturbed_predictions(gt_root: str, pred_root: str) -> None:
 
 
 def test_evaluate_from_storage_matches_reference(store_root: str, tmp_path: Path) -> None:
-    videos = synthetic.write_val_split(storage.join(store_root, "val"), SPEC)
+    videos = demo_data.write_val_split(storage.join(store_root, "val"), SPEC)
     gt_root = storage.join(store_root, "val", MASKS_DIR)
     pred_root = storage.join(store_root, "pred")
     _perturbed_predictions(gt_root, pred_root)
@@ -52,7 +52,7 @@ def test_evaluate_from_storage_matches_reference(store_root: str, tmp_path: Path
 
 
 def test_cli_writes_results_to_storage(store_root: str) -> None:
-    synthetic.write_val_split(storage.join(store_root, "val"), SPEC)
+    demo_data.write_val_split(storage.join(store_root, "val"), SPEC)
     gt_root = storage.join(store_root, "val", MASKS_DIR)
     out = storage.join(store_root, "eval")
     code = savflow_main(["evaluate", "--gt-root", gt_root, "--pred-root", gt_root, "--output", out,

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from savflow.common import markers, savformat, storage
-from savflow.common.synthetic import SyntheticSpec, write_val_split
+from savflow.common.demo_data import SyntheticSpec, write_val_split
 from savflow.infer.infer import infer
 from savflow.pipelines.cli import main as savflow_main
 

@@ -21,7 +21,7 @@ import yaml
 from operator_env import localize, pytorchjob_pods, run_pods, trainjob_pods
 
 from savflow.common import savformat, storage
-from savflow.common.synthetic import SyntheticSpec, write_raw_train_split
+from savflow.common.demo_data import SyntheticSpec, write_raw_train_split
 from savflow.common import checkpoints
 from savflow.launch import jobspec, pytorchjob, train_step as step, trainjob
 

@@ -23,7 +23,7 @@ import pytest
 
 from savflow.common import markers, savformat, storage, storage_gcs
 from savflow.common.failures import FailureReport
-from savflow.common.synthetic import SyntheticSpec, generate_split, write_raw_train_split, write_val_split
+from savflow.common.demo_data import SyntheticSpec, generate_split, write_raw_train_split, write_val_split
 from savflow.pipelines.cli import main as savflow_main
 from savflow.common import staged as lay
 from savflow.common.materialize import materialize
@@ -384,7 +384,7 @@ def staged_masks(local: Path, video: str) -> dict[str, bytes]:
 
 def test_train_split_with_masks_is_scored_per_size_bucket(gcs_bucket: str, tmp_path: Path) -> None:
     from savflow.evaluate.evaluator import evaluate, size_buckets_from_manual
-    from savflow.infer.sources import Sources, VideoCounts
+    from savflow.infer.inputs import Sources, VideoCounts
 
     source = f"{gcs_bucket}/raw"
     ids = write_raw_train_split(source, MASKED)

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from savflow.common import storage
-from savflow.common.synthetic import SyntheticSpec, generate_video, write_staged_train_split
+from savflow.common.demo_data import SyntheticSpec, generate_video, write_staged_train_split
 from savflow.common import checkpoints
 from savflow.train.trainer import state_dict_digest
 

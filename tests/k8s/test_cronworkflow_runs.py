@@ -23,7 +23,7 @@ import pytest
 
 from k8s_checks import KUBECTL_MISSING, OVERLAYS, kubectl, kustomize
 from savflow.common import savformat, storage
-from savflow.common.synthetic import SyntheticSpec, write_val_split
+from savflow.common.demo_data import SyntheticSpec, write_val_split
 from savflow.common import checkpoints
 
 pytestmark = pytest.mark.skipif(kubectl() is None, reason=KUBECTL_MISSING)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from savflow.common import savformat
-from savflow.common.synthetic import SyntheticSpec, write_raw_train_split
+from savflow.common.demo_data import SyntheticSpec, write_raw_train_split
 from savflow.stage.stage import stage
 from savflow.launch import scratch
 

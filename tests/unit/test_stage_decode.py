@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from savflow.common.synthetic import generate_video, write_local_mp4
+from savflow.common.demo_data import generate_video, write_local_mp4
 from savflow.stage.decode import SampledFrames, VideoDecodeError, encode_jpeg, timestamp_grid
-from savflow.stage.parallel import ordered_map
+from savflow.stage.ordered_map import ordered_map
 
 REAL_CLIP = Path(__file__).parents[1] / "data" / "videos" / "03_blocks.mp4"
 

@@ -13,7 +13,7 @@ import pytest
 
 from savflow.common import savformat, staged as lay
 from savflow.stage import writers
-from savflow.stage.source import SourceError, TrainSource, ValSource, scan_source
+from savflow.stage.raw_split import SourceError, TrainSource, ValSource, scan_source
 
 
 def test_tar_writer_offsets_sizes_and_hash(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ import sys
 
 from savflow.common import storage
 from savflow.common.savformat import SavFormatError
-from savflow.evaluate.evaluator import EvaluationError, default_workers
+from savflow.common.cpus import available_cpus
+from savflow.evaluate.evaluator import EvaluationError
 from savflow.evaluate.results import summary_text
 from savflow.evaluate.run import evaluate_to
 
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fail when a video has no predictions (default: skip and list it)")
     parser.add_argument("--do-not-skip-first-last", action="store_true",
                         help="also score the first and last annotated frames (SA-V val/test skip them)")
-    parser.add_argument("--num-workers", type=int, default=default_workers(),
+    parser.add_argument("--num-workers", type=int, default=available_cpus(),
                         help="worker processes, one video at a time each (default: %(default)s, the CPUs here)")
     parser.add_argument("--size-buckets",
                         help="URI of a JSON {video: {obj: bucket}} (e.g. SA-V masklet_size_bucket) for scores "

@@ -19,7 +19,6 @@ GCS) and decodes every PNG once.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -29,6 +28,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from savflow.common import storage
+from savflow.common.cpus import available_cpus
 from savflow.common.markers import MARKER_DIR
 from savflow.common.savformat import SavFormatError, check_name, parse_manual_json
 from savflow.evaluate.jf import Box, ObjectScores, bbox
@@ -365,11 +365,6 @@ def _select_videos(gt_root: str, pred_root: str, gt_videos: Mapping[str, list[st
     return wanted, set(missing)
 
 
-def default_workers() -> int:
-    """The CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def evaluate(gt_root: str, pred_root: str, videos: list[str] | None = None, *, strict: bool = False,
              skip_first_last: bool = True, num_workers: int | None = None,
              size_buckets: Mapping[str, Mapping[str | int, str]] | None = None,
@@ -404,7 +399,7 @@ def evaluate(gt_root: str, pred_root: str, videos: list[str] | None = None, *, s
     _raise_all(problems, "cannot evaluate")
     if not tasks:
         raise EvaluationError(f"{pred_root}: no predictions for any of the {len(wanted)} videos")
-    outcomes = _run_all(tasks, num_workers or default_workers(), progress)
+    outcomes = _run_all(tasks, num_workers or available_cpus(), progress)
     _raise_all(sorted(o.error for o in outcomes if o.error), "evaluation failed")
     order = {video: i for i, video in enumerate(wanted)}
     objects: list[ObjectResult] = []

@@ -85,7 +85,7 @@ def run_infer(args: argparse.Namespace) -> int:
 
 
 def run_plan_shards(args: argparse.Namespace) -> int:
-    from savflow.infer.shards import plan
+    from savflow.infer.shard_plan import plan
 
     try:
         result = plan(args.frames, args.masks, args.num_shards, read_video_list(args.video_list))

@@ -19,7 +19,7 @@ def plan_inference_shards(frames: str, masks: str, num_shards: int, checkpoint: 
     import json
 
     from savflow.common.videolists import read_video_list
-    from savflow.infer.shards import plan
+    from savflow.infer.shard_plan import plan
 
     result = plan(frames, masks, num_shards, read_video_list(video_list))
     print(f"{len(result.shards)} shards, largest / mean load = {result.balance:.3f}")

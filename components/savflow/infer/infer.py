@@ -27,9 +27,9 @@ import numpy as np
 
 from savflow.common import markers, savformat, storage
 from savflow.common.failures import FailureReport
-from savflow.infer import shards, vos
+from savflow.infer import shard_plan, vos
 from savflow.infer.predictor import LoadedPredictor, build_predictor
-from savflow.infer.sources import Sources
+from savflow.infer.inputs import Sources
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def infer(checkpoint: str, model_config: str, frames: str, masks: str, output: s
     """
     for video in videos or []:
         savformat.check_name(video)
-    selected = shards.shard_videos(frames, masks, videos, shard, num_shards)
+    selected = shard_plan.shard_videos(frames, masks, videos, shard, num_shards)
     report = FailureReport(step="infer", total=len(selected))
     uri = report_uri(output, shard, num_shards, selected)
     done = markers.done_units(output)

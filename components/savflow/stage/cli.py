@@ -10,8 +10,9 @@ from savflow.common.failures import FailureReport
 from savflow.common.savformat import SavFormatError
 from savflow.common.videolists import read_video_list
 from savflow.common.materialize import materialize
-from savflow.stage.source import SourceError
-from savflow.stage.stage import default_workers, stage
+from savflow.stage.raw_split import SourceError
+from savflow.common.cpus import available_cpus
+from savflow.stage.stage import stage
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="keep every S-th frame: 1 = all 24 fps frames, 4 = the annotated 6 fps ones "
                         "(default: %(default)s)")
     p.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=default_workers(),
+    p.add_argument("--workers", type=int, default=available_cpus(),
                    help="JPEG encoding threads (default: %(default)s, the CPUs here)")
     p.add_argument("--layout", choices=("dir", "tar"),
                    help="dir: one object per file; tar: one archive per video, indexed by its marker "

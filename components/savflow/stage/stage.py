@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -44,13 +43,14 @@ from typing import Any, Callable, Literal
 from tqdm import tqdm
 
 from savflow.common import markers, savformat, storage
+from savflow.common.cpus import available_cpus
 from savflow.common.failures import Failure, FailureReport
-from savflow.common.sharding import shard_of
+from savflow.common.lpt_shards import shard_of
 from savflow.common import staged as lay
 from savflow.stage import writers
 from savflow.stage.decode import SampledFrames, VideoDecodeError, encode_jpeg
-from savflow.stage.parallel import ordered_map
-from savflow.stage.source import TrainSource, ValSource, scan_source
+from savflow.stage.ordered_map import ordered_map
+from savflow.stage.raw_split import TrainSource, ValSource, scan_source
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,6 @@ class StageResult:
                 f"{len(self.videos)} videos: {len(self.staged)} staged, {len(self.skipped)} already complete, "
                 f"{len(self.failures)} failed; {self.frames_written} frames written, {self.frames_decoded} read "
                 f"in {self.seconds:.1f} s ({rate:.1f} frames/s); report {self.report_uri}")
-
-
-def default_workers() -> int:
-    """CPUs this process may run on (the pod's cpuset, not the node's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass
@@ -397,7 +392,7 @@ def stage(source: str, dest: str, videos: list[str] | None = None, shard: int = 
     """Stage shard ``shard`` of ``num_shards`` of the split at ``source`` into ``dest``.
 
     ``videos`` restricts the run to these ids (default: every video in the source); the shard is a balanced,
-    deterministic share of them (:func:`savflow.common.sharding.plan_shards`, weighted by frame count for
+    deterministic share of them (:func:`savflow.common.lpt_shards.plan_shards`, weighted by frame count for
     val/test and by mp4 size for train), so N calls with shard 0..N-1 cover every video exactly once.
     ``layout`` defaults to ``tar`` for a train split and ``dir`` for val/test (what the evaluator reads
     directly). ``workers`` threads encode JPEGs (default: the CPUs this process may use); ``scratch`` is the
@@ -420,7 +415,7 @@ def stage(source: str, dest: str, videos: list[str] | None = None, shard: int = 
     wanted = list(dict.fromkeys(videos)) if videos is not None else src.videos()
     weights = src.weights()
     mine = shard_of({v: weights.get(v, 0.0) for v in wanted}, shard, num_shards)
-    workers = workers or default_workers()
+    workers = workers or available_cpus()
     done = markers.done_units(dest)
     restage = _marked_without_masks(dest, [v for v in mine if v in done], max(8, 4 * workers)) if masks else set()
     skipped = [v for v in mine if v in done and v not in restage]

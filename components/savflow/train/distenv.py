@@ -8,7 +8,6 @@ job of one process, for which :func:`single_process_env` fills them in.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 from typing import Mapping, MutableMapping
@@ -88,11 +87,3 @@ def threads_per_process(cpu_count: int, local_world_size: int) -> int:
     """Intra-op threads for each of ``local_world_size`` processes sharing ``cpu_count`` cores: an even share,
     at least one (torchrun's default of 1 leaves most cores idle when few processes train on CPU)."""
     return max(1, cpu_count // max(1, local_world_size))
-
-
-def available_cpus() -> int:
-    """Cores this process may run on (the cgroup/affinity view, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

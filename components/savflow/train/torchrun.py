@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from typing import Callable, Mapping, Sequence
 
+from savflow.common.cpus import available_cpus
 from savflow.train import distenv
 
 WORKER_MODULE = "savflow.train.worker"
@@ -46,7 +47,7 @@ def environment(nproc: int, extra: Mapping[str, str] = (), base: Mapping[str, st
     ``OMP_NUM_THREADS`` already set is kept), then ``extra``."""
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if not k.startswith("PET_") and k not in distenv.TORCHRUN_ENV}
-    env.setdefault("OMP_NUM_THREADS", str(distenv.threads_per_process(distenv.available_cpus(), nproc)))
+    env.setdefault("OMP_NUM_THREADS", str(distenv.threads_per_process(available_cpus(), nproc)))
     env.update(extra)
     return env
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from savflow.common import checkpoints, deployment, storage
+from savflow.common.cpus import available_cpus
 from savflow.train import data, distenv
 
 log = logging.getLogger("savflow.train")
@@ -196,7 +197,7 @@ def _set_threads(env: distenv.DistEnv) -> int:
     import torch
 
     threads = int(os.environ.get("OMP_NUM_THREADS") or
-                  distenv.threads_per_process(distenv.available_cpus(), env.local_world_size))
+                  distenv.threads_per_process(available_cpus(), env.local_world_size))
     torch.set_num_threads(threads)
     return threads
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from savflow.infer.shards import balance_ratio, plan, shard_videos
-from savflow.infer.sources import Sources, VideoCounts
+from savflow.infer.shard_plan import balance_ratio, plan, shard_videos
+from savflow.infer.inputs import Sources, VideoCounts
 
 
 def _tree(root: Path, layout: dict[str, tuple[int, int]]) -> tuple[str, str]:

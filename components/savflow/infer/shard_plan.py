@@ -2,8 +2,8 @@
 
 A video's cost is about its frame count times its object count (every frame runs the memory attention, mask
 decoder and memory encoder once per object), so that product is its weight; the longest-processing-time-first
-planner of :mod:`savflow.common.sharding` turns weights into shards. Counts come from listings or staged markers
-(:mod:`savflow.infer.sources`), never from reading the frames.
+planner of :mod:`savflow.common.lpt_shards` turns weights into shards. Counts come from listings or staged markers
+(:mod:`savflow.infer.inputs`), never from reading the frames.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from savflow.common.sharding import plan_shards
-from savflow.infer.sources import Sources, VideoCounts
+from savflow.common.lpt_shards import plan_shards
+from savflow.infer.inputs import Sources, VideoCounts
 
 
 @dataclass(frozen=True)

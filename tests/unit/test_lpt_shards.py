@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from savflow.common.sharding import plan_shards, shard_of
+from savflow.common.lpt_shards import plan_shards, shard_of
 
 names = st.text(alphabet="abcdefghij0123456789_", min_size=1, max_size=8)
 weights_st = st.dictionaries(names, st.integers(min_value=0, max_value=10_000).map(float), max_size=60)
