@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from savflow.pipelines import compile as compile_mod
-from savflow.pipelines import kfp_client, params
+from savflow.pipelines import kfp_client, params, schedules
 
 _NAMES = ", ".join(compile_mod.PIPELINES)
 _EXIT_INVALID = 2
@@ -179,7 +179,7 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
 
 # --- schedule -------------------------------------------------------------------------------------------------
 
-def _print_schedules(schedules: list[kfp_client.Schedule], as_json: bool) -> None:
+def _print_schedules(schedules: list[schedules.Schedule], as_json: bool) -> None:
     if as_json:
         print(json.dumps([s.to_dict() for s in schedules], indent=2))
         return
@@ -195,12 +195,12 @@ def _schedule_create(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="savflow-schedule-") as workdir:
         try:
             package, values = _package_and_params(args, workdir)
-            kfp_client.check_schedule(args.cron, args.max_concurrency, args.start_time, args.end_time)
+            schedules.check_schedule(args.cron, args.max_concurrency, args.start_time, args.end_time)
         except ValueError as exc:
             return _err("schedule create", str(exc), _EXIT_INVALID)
 
         def call() -> int:
-            created = kfp_client.create_schedule(
+            created = schedules.create_schedule(
                 connect_from_args(args), package, values, name=args.name, cron=args.cron, experiment=args.experiment,
                 max_concurrency=args.max_concurrency, catchup=args.catchup, start_time=args.start_time,
                 end_time=args.end_time, enabled=not args.paused, description=args.description,
@@ -219,12 +219,12 @@ def _schedule(args: argparse.Namespace) -> int:
     def call() -> int:
         conn = connect_from_args(args)
         if args.action == "list":
-            _print_schedules(kfp_client.list_schedules(conn, args.experiment), args.json)
+            _print_schedules(schedules.list_schedules(conn, args.experiment), args.json)
         elif args.action == "delete":
-            kfp_client.delete_schedule(conn, args.id)
+            schedules.delete_schedule(conn, args.id)
             print(f"deleted {args.id}")
         else:
-            verb = kfp_client.pause_schedule if args.action == "pause" else kfp_client.resume_schedule
+            verb = schedules.pause_schedule if args.action == "pause" else schedules.resume_schedule
             _print_schedules([verb(conn, args.id)], args.json)
         return 0
 

@@ -19,7 +19,7 @@ from kfp import dsl
 from kfp_fake_server import KfpFakeServer
 
 from savflow.pipelines import compile as compile_mod
-from savflow.pipelines import kfp_client, verbs_cli
+from savflow.pipelines import cron, kfp_client, schedules, verbs_cli
 
 
 @dsl.component(base_image="python:3.11-slim", install_kfp_package=False)
@@ -294,9 +294,9 @@ def test_schedule_create_rejects_bad_input_before_contacting_the_server(server, 
 
 
 def test_schedule_list_pause_resume_delete(server, package, capsys):
-    for i, cron in enumerate(["0 1 * * *", "0 2 * * *", "0 3 * * *"]):
+    for i, expr in enumerate(["0 1 * * *", "0 2 * * *", "0 3 * * *"]):
         assert cli(["schedule", "create", "--host", server.url, "--pipeline", str(package), "--name", f"s{i}",
-                    "--cron", cron, "--experiment", "a" if i < 2 else "b"], capsys)[0] == 0
+                    "--cron", expr, "--experiment", "a" if i < 2 else "b"], capsys)[0] == 0
     ids = list(server.recurring_runs)
 
     rc, out, _ = cli(["schedule", "list", "--host", server.url], capsys)
@@ -328,8 +328,8 @@ def test_list_schedules_follows_pages(server, package):
     conn = kfp_client.connect(host=server.url)
     pkg = kfp_client.read_package(package)
     for i in range(5):
-        kfp_client.create_schedule(conn, pkg, {}, name=f"s{i}", cron="@daily")
-    listed = kfp_client.list_schedules(conn, page_size=2)
+        schedules.create_schedule(conn, pkg, {}, name=f"s{i}", cron="@daily")
+    listed = schedules.list_schedules(conn, page_size=2)
     assert [s.name for s in listed] == [f"s{i}" for i in range(5)]
     tokens = [r.query.get("page_token", [""])[0] for r in server.requests_to("GET", "/recurringruns")]
     assert tokens == ["", "2", "4"]
@@ -343,7 +343,7 @@ def test_list_schedules_follows_pages(server, package):
     ("0 8-18/2 * * *", "0 0 8-18/2 * * *"), ("5/10 * * * *", "0 5/10 * * * *"),
 ])
 def test_to_kfp_cron_accepts(expr, kfp):
-    assert kfp_client.to_kfp_cron(expr) == kfp
+    assert cron.to_kfp_cron(expr) == kfp
 
 
 @pytest.mark.parametrize("expr, needle", [
@@ -353,15 +353,15 @@ def test_to_kfp_cron_accepts(expr, kfp):
     ("1,,2 * * * *", "cannot read ''"),
 ])
 def test_to_kfp_cron_rejects(expr, needle):
-    with pytest.raises(kfp_client.CronError) as err:
-        kfp_client.to_kfp_cron(expr)
+    with pytest.raises(cron.CronError) as err:
+        cron.to_kfp_cron(expr)
     assert needle in str(err.value)
 
 
 def test_normalize_time():
-    assert kfp_client.normalize_time("2030-06-01T12:00:00Z") == "2030-06-01T12:00:00Z"
-    assert kfp_client.normalize_time("2030-06-01 12:00") == "2030-06-01T12:00:00Z"
-    assert kfp_client.normalize_time("2030-06-01T12:00:00-05:00") == "2030-06-01T17:00:00Z"
+    assert cron.normalize_time("2030-06-01T12:00:00Z") == "2030-06-01T12:00:00Z"
+    assert cron.normalize_time("2030-06-01 12:00") == "2030-06-01T12:00:00Z"
+    assert cron.normalize_time("2030-06-01T12:00:00-05:00") == "2030-06-01T17:00:00Z"
 
 
 # --- compile --------------------------------------------------------------------------------------------------
