@@ -13,7 +13,7 @@ from savflow.common import storage
 from savflow.infer.predictor import build_predictor, has_c_extension, is_config_file, resolve_device
 
 TINY = "sam2.1_hiera_tiny128"
-TINY_FILE = Path(__file__).resolve().parents[2] / "components" / "train" / "configs" / f"{TINY}.yaml"
+TINY_FILE = Path(__file__).resolve().parents[2] / "components" / "savflow" / "configs" / f"{TINY}.yaml"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -66,3 +66,17 @@ def test_our_hydra_configs_resolve_next_to_sam2s() -> None:
     ensure_search_path()
     ensure_search_path()
     assert compose(config_name="configs/sam2.1/sam2.1_hiera_t.yaml").model._target_.endswith("SAM2Base")
+
+
+def test_the_image_build_sees_everything_the_wheel_is_built_from() -> None:
+    """docker/Dockerfile builds the same wheel: each file and folder the build reads must be sent in the build
+    context (docker/Dockerfile.dockerignore allowlist) and copied into the build stage."""
+    needed = {"pyproject.toml", "setup.py", "README.md", "components", "pipelines"}
+    ignore = (ROOT / "docker/Dockerfile.dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = set()
+    for line in (ROOT / "docker/Dockerfile").read_text().splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            copied.update(p.rstrip("/") for p in line.split()[1:-1])
+    assert needed <= allowed, needed - allowed
+    assert needed <= copied, needed - copied
