@@ -89,7 +89,6 @@ def prepare_demo(workdir: Path, size: DemoSize) -> dict[str, Any]:
         "stage_shards": 2,
         "infer_shards": 2,
         "infer_device": "cpu",
-        "sample_rate": 1,
     }
 
 

@@ -9,6 +9,7 @@ of the cores through ``OMP_NUM_THREADS`` (torchrun would otherwise set 1). On a 
 from __future__ import annotations
 
 import argparse
+import os
 
 from savflow.train import torchrun, worker
 
@@ -31,9 +32,11 @@ def handle(args: argparse.Namespace) -> int:
         raise SystemExit("--nproc-per-node must be >= 1")
     if args.nproc_per_node == 1:
         return worker.run(args)
+    # a thread count the user exported is theirs to keep; otherwise each process gets its share of the cores
+    user_threads = {"OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]} if os.environ.get("OMP_NUM_THREADS") else {}
     try:
         torchrun.run(worker.argv({d: getattr(args, d) for d in worker.option_dests()}, skip_defaults=True),
-                     args.nproc_per_node, emit=print)
+                     args.nproc_per_node, env=user_threads, emit=print)
     except torchrun.TorchrunFailed as exc:
         return exc.code
     return 0

@@ -43,11 +43,11 @@ def command(worker_args: Sequence[str], nproc: int, *, module: str = WORKER_MODU
 
 def environment(nproc: int, extra: Mapping[str, str] = (), base: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without torchrun's own variables (a launcher inside a torchrun must not leak
-    its rank into the new one), each process's share of the cores (torchrun would set 1; an
-    ``OMP_NUM_THREADS`` already set is kept), then ``extra``."""
+    its rank into the new one), each process's share of the cores (torchrun would set 1, and a launcher's own
+    setting, such as run-local's one thread per pipeline task, is not the workers'), then ``extra``."""
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if not k.startswith("PET_") and k not in distenv.TORCHRUN_ENV}
-    env.setdefault("OMP_NUM_THREADS", str(distenv.threads_per_process(available_cpus(), nproc)))
+    env["OMP_NUM_THREADS"] = str(distenv.threads_per_process(available_cpus(), nproc))
     env.update(extra)
     return env
 
