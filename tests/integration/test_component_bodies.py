@@ -99,8 +99,9 @@ def test_evaluate_components(tmp_path: Path, val: tuple[str, list[str]], model: 
     gain = publish_finetune.python_func(base_jf=40.0, tuned_jf=55.5, experiment_dir=exp, run_id="r3",
                                         checkpoint=model, eval_output=out, comparison=comparison)
     assert gain == pytest.approx(15.5) and comparison.metadata["J&F gain"] == pytest.approx(15.5)
-    history = storage.read_text(storage.join(exp, "eval", "history.jsonl")).splitlines()
-    assert [json.loads(line)["run"] for line in history] == ["r1", "r2", "r3"]
+    from savflow.evaluate.regression import load_history
+
+    assert [e.run for e in load_history(exp)] == ["r1", "r2", "r3"]
 
 
 def test_train_component_local_backend(tmp_path: Path, model: str) -> None:

@@ -55,3 +55,41 @@ def test_a_failed_evaluation_never_becomes_the_reference() -> None:
     failed = rg.HistoryEntry(**{**entry("r2", 40.0).__dict__, "passed": False})
     v = rg.compare(entry("r3", 40.0), [entry("r1", 50.0), failed], baseline=None, max_drop=1.0)
     assert v.previous.run == "r1" and not v.ok
+
+
+def test_concurrent_evaluations_all_land(store_root: str) -> None:
+    """Four evaluations of one experiment finishing together (a schedule with max concurrency 4): each adds its
+    own entry, none is lost, and a retry of one adds nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    exp = store_root + "/exp"
+    start = Barrier(4)
+
+    def evaluate(i: int) -> bool:
+        start.wait()
+        return rg.append_history(exp, entry(f"r{i}", 50.0 + i))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(evaluate, range(4)))
+    assert sorted(e.run for e in rg.load_history(exp)) == ["r0", "r1", "r2", "r3"]
+    assert rg.append_history(exp, entry("r2", 1.0)) is False
+
+
+def test_only_evaluations_of_the_same_videos_and_protocol_compare() -> None:
+    same = rg.HistoryEntry(**{**entry("r1", 70.0).__dict__, "video_set": "a", "protocol": "p"})
+    other_videos = rg.HistoryEntry(**{**entry("r2", 90.0).__dict__, "video_set": "b", "protocol": "p"})
+    current = rg.HistoryEntry(**{**entry("r3", 69.5).__dict__, "video_set": "a", "protocol": "p"})
+    verdict = rg.compare(current, [same, other_videos], baseline=None, max_drop=1.0)
+    assert verdict.ok and verdict.previous.run == "r1"
+    alone = rg.compare(current, [other_videos], baseline=None, max_drop=1.0)
+    assert alone.ok and alone.previous is None and "1 on others not compared" in alone.messages[0]
+
+
+def test_the_single_file_history_of_earlier_versions_is_still_read(store_root: str) -> None:
+    from savflow.common import storage
+
+    exp = store_root + "/exp"
+    storage.write_text(rg.history_uri(exp), entry("old", 40.0).to_line() + "\n")
+    rg.append_history(exp, rg.HistoryEntry(**{**entry("new", 41.0).__dict__, "finished_at": "2026-11-26T00:00:00Z"}))
+    assert [e.run for e in rg.load_history(exp)] == ["old", "new"]

@@ -1,10 +1,13 @@
 """Regression checks for recurring evaluations: compare a run's J&F with the previous run and a baseline.
 
-Each evaluation of an experiment appends one JSON line to ``{experiment_dir}/eval/history.jsonl``; the
-recurring ``sav-evaluate`` pipeline compares the new score with the newest earlier *passing* evaluation of the
-same experiment and with an optional fixed baseline, and fails the run when J&F falls by more than ``max_drop``
-points. A failing evaluation is recorded too (``passed: false``) but never becomes the reference, so a lasting
-regression keeps failing until it is fixed.
+Each evaluation of an experiment is one object, ``{experiment_dir}/eval/history/{run}.json``, written
+create-only: evaluations that finish at the same moment (a schedule allowing concurrent runs) each add their
+own entry and none can lose another's, and a retried step keeps the first. (Earlier versions kept one
+``history.jsonl``; its lines are still read.) The recurring ``sav-evaluate`` pipeline compares the new score
+with the newest earlier *passing* evaluation of the same experiment *on the same videos under the same scoring
+protocol* (digests in each entry) and with an optional fixed baseline, and fails the run when J&F falls by more
+than ``max_drop`` points. A failing evaluation is recorded too (``passed: false``) but never becomes the
+reference, so a lasting regression keeps failing until it is fixed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from savflow.common import storage
+from savflow.common.savformat import check_name
 
 HISTORY_NAME = "history.jsonl"
 
@@ -30,6 +34,8 @@ class HistoryEntry:
     num_objects: int
     finished_at: str
     passed: bool = True
+    video_set: str = ""  # digest of the evaluated video ids ("" in entries from before it was recorded)
+    protocol: str = ""  # digest of the scoring options
 
     def to_line(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -62,7 +68,8 @@ def parse_history(text: str, *, file: str = "?") -> list[HistoryEntry]:
 def compare(current: HistoryEntry, history: list[HistoryEntry], *, baseline: float | None,
             max_drop: float) -> Verdict:
     """Compare ``current`` with the newest earlier passing entry of another run and with ``baseline`` (J&F x100)."""
-    previous = next((e for e in reversed(history) if e.run != current.run and e.passed), None)
+    previous = next((e for e in reversed(history) if e.run != current.run and e.passed
+                     and (e.video_set, e.protocol) == (current.video_set, current.protocol)), None)
     messages, ok = [], True
     delta_prev = delta_base = None
     if previous is not None:
@@ -74,7 +81,9 @@ def compare(current: HistoryEntry, history: list[HistoryEntry], *, baseline: flo
             messages.append(f"J&F fell by {-delta_prev:.2f} points since run {previous.run}, more than the "
                             f"allowed {max_drop:.2f}")
     else:
-        messages.append("no previous passing evaluation of this experiment")
+        others = [e for e in history if e.run != current.run and e.passed]
+        messages.append("no previous passing evaluation of this experiment" + (
+            f" on the same videos and protocol ({len(others)} on others not compared)" if others else ""))
     if baseline is not None:
         delta_base = current.j_and_f - baseline
         messages.append(f"J&F {current.j_and_f:.2f} vs baseline {baseline:.2f} ({delta_base:+.2f})")
@@ -85,25 +94,44 @@ def compare(current: HistoryEntry, history: list[HistoryEntry], *, baseline: flo
     return Verdict(ok, previous, delta_prev, delta_base, messages)
 
 
+HISTORY_DIR = "history"
+
+
 def history_uri(experiment_dir: str) -> str:
+    """The history of the versions that kept one file (still read)."""
     return storage.join(experiment_dir, "eval", HISTORY_NAME)
 
 
+def entry_uri(experiment_dir: str, run: str) -> str:
+    return storage.join(experiment_dir, "eval", HISTORY_DIR, f"{check_name(run, what='run id')}.json")
+
+
 def load_history(experiment_dir: str) -> list[HistoryEntry]:
-    uri = history_uri(experiment_dir)
+    """Every recorded evaluation, oldest first (by finish time, then run id)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    entries: list[HistoryEntry] = []
+    legacy = history_uri(experiment_dir)
     try:
-        return parse_history(storage.read_text(uri), file=uri)
+        entries += parse_history(storage.read_text(legacy), file=legacy)
     except storage.NotFoundError:
-        return []
+        pass
+    root = storage.join(experiment_dir, "eval", HISTORY_DIR)
+    uris = [storage.join(root, n) for n in storage.list_prefix(root, recursive=False) if n.endswith(".json")]
+    with ThreadPoolExecutor(8) as pool:
+        texts = list(pool.map(storage.read_text, uris))
+    for uri, text in zip(uris, texts):
+        entries += parse_history(text, file=uri)
+    unique = {e.run: e for e in reversed(entries)}  # a run recorded in both places counts once (its first)
+    return sorted(unique.values(), key=lambda e: (e.finished_at, e.run))
 
 
-def append_history(experiment_dir: str, entry: HistoryEntry) -> None:
-    """Add ``entry`` unless its run is already recorded (a retried step must not add a second line).
-
-    Object stores have no append: the whole file is rewritten, which is fine for one line per evaluation.
-    """
-    entries = load_history(experiment_dir)
-    if any(e.run == entry.run for e in entries):
-        return
-    text = "".join(e.to_line() + "\n" for e in [*entries, entry])
-    storage.write_text(history_uri(experiment_dir), text)
+def append_history(experiment_dir: str, entry: HistoryEntry) -> bool:
+    """Record ``entry`` as its own object; False when its run is already recorded (a retried step)."""
+    if any(e.run == entry.run for e in load_history(experiment_dir)):
+        return False
+    try:
+        storage.write_text(entry_uri(experiment_dir, entry.run), entry.to_line() + "\n", create_only=True)
+    except storage.AlreadyExistsError:
+        return False
+    return True

@@ -37,6 +37,18 @@ def _scores_dict(scores: Scores) -> dict[str, float | int]:
     return {"J&F": scores.jf, "J": scores.j, "F": scores.f, "objects": scores.objects}
 
 
+def video_set_digest(videos: list[str]) -> str:
+    """A digest of the set of videos evaluated: two evaluations compare only when it is the same."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(set(videos))).encode()).hexdigest()[:16]
+
+
+def protocol(result: EvalResult) -> dict[str, Any]:
+    """The scoring options that change the numbers (two evaluations compare only under the same ones)."""
+    return {"skip_first_last": result.skip_first_last}
+
+
 def metrics_dict(result: EvalResult) -> dict[str, Any]:
     """Global, per-video, per-object (and, when buckets were given, per-bucket) scores with counts and timing."""
     total = result.global_scores
@@ -50,6 +62,8 @@ def metrics_dict(result: EvalResult) -> dict[str, Any]:
         "skipped_videos": result.skipped_videos,
         "unscored_objects": [{"video": u.video, "obj": u.obj, "reason": u.reason} for u in result.unscored_objects],
         "skip_first_last": result.skip_first_last,
+        "video_set": video_set_digest(result.videos),
+        "protocol": protocol(result),
         "gt_root": result.gt_root,
         "pred_root": result.pred_root,
         "seconds": result.seconds,

@@ -85,11 +85,16 @@ def kfp_metrics(result: EvalResult) -> dict[str, float]:
 
 def history_entry(eval_output: str, *, run_id: str, checkpoint: str) -> regression.HistoryEntry:
     """The history line of the evaluation whose metrics.json is under ``eval_output``."""
+    import hashlib
+
     scores: dict[str, Any] = json.loads(storage.read_text(storage.join(eval_output, "metrics.json")))
+    protocol = json.dumps(scores.get("protocol", {"skip_first_last": scores.get("skip_first_last", True)}),
+                          sort_keys=True)
     return regression.HistoryEntry(
         run=run_id, checkpoint=checkpoint, j_and_f=scores["J&F"], j=scores["J"], f=scores["F"],
         num_videos=scores["num_videos"], num_objects=scores["num_objects"],
-        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
+        video_set=scores.get("video_set", ""), protocol=hashlib.sha256(protocol.encode()).hexdigest()[:16])
 
 
 def check_and_record(experiment_dir: str, eval_output: str, *, run_id: str, checkpoint: str, max_drop: float,
