@@ -169,11 +169,52 @@ def _check_rle(rle: Any, height: int, width: int, *, file: str, video: str, wher
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise SavFormatError("must be a COCO RLE dict with size and counts", file=file, video=video, field=where)
     size = rle["size"]
-    if list(size) != [height, width]:
-        raise SavFormatError(f"RLE size {list(size)} does not match the video's [height, width] "
+    if not isinstance(size, list) or size != [height, width] or any(isinstance(v, bool) for v in size):
+        raise SavFormatError(f"RLE size {size!r} does not match the video's [height, width] "
                              f"[{height}, {width}]", file=file, video=video, field=f"{where}.size")
-    if not isinstance(rle["counts"], (str, bytes, list)):
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        runs = _compressed_runs(counts)
+        problem = "is not COCO compressed RLE" if runs is None else None
+    elif isinstance(counts, list):
+        runs = counts
+        problem = None if all(isinstance(c, int) and not isinstance(c, bool) for c in counts) else \
+            "must list whole numbers"
+    else:
         raise SavFormatError("counts must be a string or a list", file=file, video=video, field=f"{where}.counts")
+    if problem is None and runs is not None:
+        if any(c < 0 for c in runs):
+            problem = "has a negative run length"
+        elif sum(runs) != height * width:
+            problem = f"runs cover {sum(runs)} pixels, not the frame's {height} x {width} = {height * width}"
+    if problem:
+        raise SavFormatError(f"counts {problem}", file=file, video=video, field=f"{where}.counts")
+
+
+def _compressed_runs(text: str) -> list[int] | None:
+    """The run lengths of a COCO compressed RLE string (pycocotools maskApi.c ``rleFrString``: 6-bit groups of
+    5 data bits, offset by 48, deltas against the run two back), or None when the string is not one.
+    pycocotools itself decodes whatever it is given, so the reader checks before it hands a mask over."""
+    runs: list[int] = []
+    pos = 0
+    while pos < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(text):
+                return None
+            c = ord(text[pos]) - 48
+            if not 0 <= c < 64:
+                return None
+            value |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            pos += 1
+            shift += 5
+            if not more and c & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
 
 
 def decode_rle(rle: dict) -> np.ndarray:
