@@ -34,6 +34,19 @@ def _check(doc: object) -> None:
         assert exc.file == "x_manual.json" and exc.field != "?" or exc.field == "(document)", str(exc)
 
 
+def _accepted_counts(counts: object) -> bool:
+    """Put ``counts`` in one RLE: either the reader refuses it naming that field, or it decodes to the frame."""
+    doc = _good()
+    doc["masklet"][0][0] = {"size": [H, W], "counts": counts}
+    try:
+        ann = savformat.parse_manual_json(json.dumps(doc), file="x_manual.json")
+    except savformat.SavFormatError as exc:
+        assert exc.field == "masklet[0][0].counts"
+        return False
+    assert savformat.decode_rle(ann.masklet[0][0]).shape == (H, W)
+    return True
+
+
 PATHS = ["video_id", "video_frame_count", "video_height", "video_width", "masklet", "masklet_id", "masklet_num",
          "masklet_size_bucket"]
 
@@ -65,28 +78,14 @@ def test_any_rle_field(field: str, value: object) -> None:
 @settings(max_examples=200, deadline=None)
 @given(counts=st.lists(st.integers(-5, 40), max_size=8))
 def test_uncompressed_counts_must_cover_the_frame(counts: list[int]) -> None:
-    doc = _good()
-    doc["masklet"][0][0] = {"size": [H, W], "counts": counts}
-    try:
-        ann = savformat.parse_manual_json(json.dumps(doc), file="x_manual.json")
-    except savformat.SavFormatError as exc:
-        assert exc.field == "masklet[0][0].counts"
-        return
-    assert sum(counts) == H * W and min(counts, default=0) >= 0
-    assert savformat.decode_rle(ann.masklet[0][0]).shape == (H, W)
+    if _accepted_counts(counts):
+        assert sum(counts) == H * W and min(counts, default=0) >= 0
 
 
 @settings(max_examples=200, deadline=None)
 @given(counts=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12))
 def test_compressed_counts_must_decode_to_the_frame(counts: str) -> None:
-    doc = _good()
-    doc["masklet"][0][0] = {"size": [H, W], "counts": counts}
-    try:
-        ann = savformat.parse_manual_json(json.dumps(doc), file="x_manual.json")
-    except savformat.SavFormatError as exc:
-        assert exc.field == "masklet[0][0].counts"
-        return
-    assert savformat.decode_rle(ann.masklet[0][0]).shape == (H, W)
+    _accepted_counts(counts)
 
 
 @given(data=st.binary(max_size=64))
