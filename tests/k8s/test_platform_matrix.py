@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from crds import CRD_SCHEMAS, crd_schema
+from crds import CRD_SCHEMAS, crd_object
 from k8s_checks import (KUBECTL_MISSING, OVERLAYS, ROOT, as_pod, kubectl, kustomize,
                         pod_specs, validate)
 from savflow.common import platforms
@@ -99,14 +99,10 @@ def test_each_argo_kustomization_fits_only_its_releases(rendered: dict) -> None:
 
 
 def _crd(name: str, key: tuple[str, str], release: str) -> dict[str, Any]:
-    """A CustomResourceDefinition object as the API server serves it, with the schema of ``release``."""
-    group = name.split(".", 1)[1]
-    version = key[0].split("/")[1]
-    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": name},
-            "spec": {"group": group, "names": {"kind": key[1], "plural": name.split(".")[0]}, "scope": "Namespaced",
-                     "versions": [{"name": version, "served": True, "storage": True,
-                                   "schema": {"openAPIV3Schema": crd_schema(*key, release)}}]}}
+    """The CustomResourceDefinition ``name`` as ``release`` installs it (tests/crds.py)."""
+    obj = crd_object(key[1], release)
+    assert obj["metadata"]["name"] == name
+    return obj
 
 
 @pytest.mark.parametrize("name,key,release,expected", [

@@ -31,3 +31,20 @@ def load_api_client(context: str | None = None) -> Any:
     except config.ConfigException:
         config.load_kube_config(context=context)
     return client.ApiClient()
+
+
+def read_crd(api_client: Any, name: str) -> dict[str, Any] | None:
+    """The CustomResourceDefinition object ``name`` as the API server serves it (camelCase keys, the schema
+    included), or None when it is not installed; other API errors (403, ...) are raised."""
+    import json
+
+    from kubernetes import client
+    from kubernetes.client import ApiException
+
+    try:
+        response = client.ApiextensionsV1Api(api_client).read_custom_resource_definition(name, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return json.loads(response.data)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from savflow.common import platforms
-from savflow.common.kube import current_namespace, load_api_client
+from savflow.common.kube import current_namespace, load_api_client, read_crd
 from savflow.launch import pytorchjob, trainjob
 from savflow.train import torchrun
 from savflow.launch.jobspec import TrainJobSpec
@@ -339,24 +339,20 @@ def _delete(custom: Any, address: tuple[str, str, str, str], name: str, emit: Em
 def installed_release(api_client: Any, kind: JobKind) -> str | None:
     """The release line of ``kind``'s platform as its CRD shows it; :class:`LaunchError` when it is missing,
     unreadable or a release we refuse (see :mod:`savflow.common.platforms`), before anything is created."""
-    import json as _json
-
-    from kubernetes import client
     from kubernetes.client import ApiException
 
     try:
-        response = client.ApiextensionsV1Api(api_client).read_custom_resource_definition(
-            kind.crd, _preload_content=False)
+        crd = read_crd(api_client, kind.crd)
     except ApiException as exc:
-        if exc.status == 404:
-            raise LaunchError(f"{kind.platform.name} is not installed: the cluster has no CRD {kind.crd}") from None
         if exc.status == 403:
             raise LaunchError(f"cannot read the CRD {kind.crd} to check which {kind.platform.name} is installed "
                               "(forbidden): bind the ClusterRole savflow-preflight of k8s/base/rbac to this "
                               "service account") from None
         raise
+    if crd is None:
+        raise LaunchError(f"{kind.platform.name} is not installed: the cluster has no CRD {kind.crd}")
     try:
-        return kind.check_crd(_json.loads(response.data))
+        return kind.check_crd(crd)
     except platforms.UnsupportedPlatform as exc:
         raise LaunchError(str(exc)) from None
 

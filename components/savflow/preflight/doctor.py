@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from savflow.common import deployment, storage
+from savflow.common.kube import read_crd
 from savflow.preflight import checks
 from savflow.preflight.checks import Access, Finding
 
@@ -41,29 +42,23 @@ def _reason(exc: Any) -> str:
     return {403: "forbidden", 401: "unauthorized"}.get(status, f"{type(exc).__name__}: {exc}")
 
 
-def _read_crd(ext: Any, name: str) -> tuple[dict | None, str | None]:
-    import json
-
+def _read_crd(api_client: Any, name: str) -> tuple[dict | None, str | None]:
+    """(the CRD object or None when not installed, the reason it could not be read)."""
     from kubernetes.client import ApiException
 
     try:
-        return json.loads(ext.read_custom_resource_definition(name, _preload_content=False).data), None
+        return read_crd(api_client, name), None
     except ApiException as exc:
-        if exc.status == 404:
-            return None, None
         return None, _reason(exc)
 
 
 def operator_findings(api_client: Any, plan: RunPlan) -> list[Finding]:
-    from kubernetes import client
-
-    ext = client.ApiextensionsV1Api(api_client)
     names = ["workflows.argoproj.io"]
     if plan.backend in checks.BACKEND_CRDS:
         names.append(checks.BACKEND_CRDS[plan.backend])
-    out = [checks.check_operator(name, *_read_crd(ext, name)) for name in names]
+    out = [checks.check_operator(name, *_read_crd(api_client, name)) for name in names]
     if plan.queue_name:
-        crd, error = _read_crd(ext, KUEUE_CRD)
+        crd, error = _read_crd(api_client, KUEUE_CRD)
         out.append(checks.check_operator(KUEUE_CRD, crd, error) if crd is None or error else
                    _local_queue(api_client, plan))
     return out
