@@ -94,7 +94,8 @@ def test_every_gcs_call_fails_as_a_storage_error_naming_the_uri(status: int, mon
     uri = "gs://locked-bucket/exp/checkpoints/latest.json"
     calls = [lambda: storage.exists(uri), lambda: storage.list_prefix("gs://locked-bucket/exp"),
              lambda: storage.list_prefix("gs://locked-bucket/exp", recursive=False),
-             lambda: storage.list_sizes("gs://locked-bucket/exp"), lambda: storage.list_children("gs://locked-bucket"),
+             lambda: storage.list_stats("gs://locked-bucket/exp"), lambda: storage.list_children("gs://locked-bucket"),
+             lambda: storage.stat(uri),
              lambda: storage.read_bytes(uri), lambda: storage.write_bytes(uri, b"x"), lambda: storage.delete(uri)]
     try:
         for call in calls:

@@ -26,13 +26,14 @@ from savflow.common import deployment
 from savflow.common import storage_gcs as _gcs
 from savflow.common import storage_local as _local
 from savflow.common.storage_errors import AlreadyExistsError, NotFoundError, StorageError
+from savflow.common.storage_stat import ObjectStat
 from savflow.common.storage_gcs import CHUNK_SIZE, CHUNKED_UPLOAD_THRESHOLD, GS_SCHEME
 from savflow.common.storage_local import FILE_SCHEME, local_path
 
-__all__ = ["AlreadyExistsError", "NotFoundError", "StorageError", "CHUNK_SIZE", "CHUNKED_UPLOAD_THRESHOLD",
+__all__ = ["AlreadyExistsError", "NotFoundError", "ObjectStat", "StorageError", "CHUNK_SIZE", "CHUNKED_UPLOAD_THRESHOLD",
            "GS_SCHEME", "FILE_SCHEME", "KEY_FILE_ENV", "TreeResult", "delete", "delete_prefix", "download_file",
-           "download_tree", "exists", "gcs_client", "is_gcs", "join", "list_children", "list_prefix", "list_sizes",
-           "local_path",
+           "download_tree", "exists", "gcs_client", "is_gcs", "join", "list_children", "list_prefix", "list_stats",
+           "local_path", "stat",
            "read_bytes", "read_text", "split_gcs", "upload_file", "upload_tree", "write_bytes", "write_text"]
 
 KEY_FILE_ENV = deployment.KEY_FILE_ENV
@@ -103,14 +104,19 @@ def list_prefix(uri: str, *, recursive: bool = True) -> list[str]:
     return _backend(uri).list_prefix(uri, recursive=recursive)
 
 
-def list_sizes(uri: str) -> dict[str, int]:
-    """Every object below ``uri`` with its size in bytes, names relative to it (one listing; the sizes come in
+def list_stats(uri: str) -> dict[str, ObjectStat]:
+    """Every object below ``uri`` with its size and version, names relative to it (one listing; both come in
     the same responses as the names)."""
-    return _backend(uri).list_sizes(uri)
+    return _backend(uri).list_stats(uri)
 
 
-def list_children(uri: str) -> tuple[dict[str, int], set[str]]:
-    """The direct children of ``uri``: files with their sizes, and sub-folder names (one request on GCS).
+def stat(uri: str) -> ObjectStat:
+    """Size and version of one object (:class:`NotFoundError` when there is none)."""
+    return _backend(uri).stat(uri)
+
+
+def list_children(uri: str) -> tuple[dict[str, ObjectStat], set[str]]:
+    """The direct children of ``uri``: files with their size and version, and sub-folder names (one request on GCS).
     Hidden local entries (temp files of in-flight writes) are left out."""
     return _backend(uri).list_children(uri)
 

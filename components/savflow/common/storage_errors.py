@@ -12,3 +12,4 @@ class NotFoundError(StorageError, FileNotFoundError):
 
 class AlreadyExistsError(StorageError, FileExistsError):
     """A create-only write found the name taken."""
+

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 
 from savflow.common import deployment
 from savflow.common.storage_errors import AlreadyExistsError, NotFoundError, StorageError
+from savflow.common.storage_stat import ObjectStat
 
 GS_SCHEME = "gs://"
 # Files at least this large go up as parallel XML multipart chunks (transfer_manager.upload_chunks_concurrently).
@@ -123,18 +124,30 @@ def list_prefix(uri: str, *, recursive: bool = True) -> list[str]:
     return sorted(_call(uri, children))
 
 
-def list_sizes(uri: str) -> dict[str, int]:
+def _stat_of(blob) -> ObjectStat:
+    return ObjectStat(int(blob.size or 0), str(blob.generation))
+
+
+def list_stats(uri: str) -> dict[str, ObjectStat]:
     bucket, prefix = _prefix(uri)
-    blobs = _call(uri, lambda: [(b.name, b.size) for b in client().list_blobs(bucket, prefix=prefix)])
-    return {name[len(prefix):]: int(size or 0) for name, size in blobs if not name.endswith("/")}
+    blobs = _call(uri, lambda: [(b.name, _stat_of(b)) for b in client().list_blobs(bucket, prefix=prefix)])
+    return {name[len(prefix):]: st for name, st in blobs if not name.endswith("/")}
 
 
-def list_children(uri: str) -> tuple[dict[str, int], set[str]]:
+def stat(uri: str) -> ObjectStat:
+    bucket, name = split(uri)
+    blob = _call(uri, lambda: client().bucket(bucket).get_blob(name)) if name else None
+    if blob is None:
+        raise NotFoundError(f"{uri}: not found")
+    return _stat_of(blob)
+
+
+def list_children(uri: str) -> tuple[dict[str, ObjectStat], set[str]]:
     bucket, prefix = _prefix(uri)
 
-    def children() -> tuple[dict[str, int], set[str]]:
+    def children() -> tuple[dict[str, ObjectStat], set[str]]:
         it = client().list_blobs(bucket, prefix=prefix, delimiter="/")
-        files = {b.name[len(prefix):]: int(b.size or 0) for b in it if not b.name.endswith("/")}
+        files = {b.name[len(prefix):]: _stat_of(b) for b in it if not b.name.endswith("/")}
         return files, {p[len(prefix):].rstrip("/") for p in it.prefixes}
 
     return _call(uri, children)

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from savflow.common.storage_errors import AlreadyExistsError, NotFoundError, StorageError
+from savflow.common.storage_stat import ObjectStat
 
 FILE_SCHEME = "file://"
 
@@ -108,17 +109,29 @@ def list_prefix(uri: str, *, recursive: bool = True) -> list[str]:
     return sorted(out)
 
 
-def list_sizes(uri: str) -> dict[str, int]:
+def _stat_of(st: os.stat_result) -> ObjectStat:
+    return ObjectStat(st.st_size, str(st.st_mtime_ns))
+
+
+def list_stats(uri: str) -> dict[str, ObjectStat]:
     root = local_path(uri)
-    return {name: (root / name).stat().st_size for name in list_prefix(uri)}
+    return {name: _stat_of((root / name).stat()) for name in list_prefix(uri)}
 
 
-def list_children(uri: str) -> tuple[dict[str, int], set[str]]:
+def stat(uri: str) -> ObjectStat:
+    path = local_path(uri)
+    st = _mapped(uri, path.stat)
+    if not path.is_file():
+        raise NotFoundError(f"{uri}: not a file")
+    return _stat_of(st)
+
+
+def list_children(uri: str) -> tuple[dict[str, ObjectStat], set[str]]:
     root = local_path(uri)
     if not root.is_dir():
         return {}, set()
     entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
-    return {e.name: e.stat().st_size for e in entries if e.is_file()}, {e.name for e in entries if e.is_dir()}
+    return {e.name: _stat_of(e.stat()) for e in entries if e.is_file()}, {e.name for e in entries if e.is_dir()}
 
 
 def upload_file(local: Path, uri: str, *, create_only: bool = False) -> None:

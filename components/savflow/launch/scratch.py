@@ -30,12 +30,12 @@ def staged_bytes(frames_uri: str, videos: list[str]) -> int:
     if split.endswith("/" + savformat.FRAMES_DIR):
         split = split[: -len(savformat.FRAMES_DIR) - 1]
     wanted = set(videos)
-    archives = storage.list_sizes(storage.join(split, layout.ARCHIVE_DIR))
-    total = sum(size for name, size in archives.items() if name.removesuffix(".tar") in wanted)
-    frames = storage.list_sizes(storage.join(split, savformat.FRAMES_DIR))
-    total += sum(size for name, size in frames.items() if name.split("/", 1)[0] in wanted)
-    annotations = storage.list_sizes(storage.join(split, savformat.ANNOTATIONS_DIR))
-    total += sum(size for name, size in annotations.items() if name.removesuffix("_manual.json") in wanted)
+    archives = storage.list_stats(storage.join(split, layout.ARCHIVE_DIR))
+    total = sum(st.size for name, st in archives.items() if name.removesuffix(".tar") in wanted)
+    frames = storage.list_stats(storage.join(split, savformat.FRAMES_DIR))
+    total += sum(st.size for name, st in frames.items() if name.split("/", 1)[0] in wanted)
+    annotations = storage.list_stats(storage.join(split, savformat.ANNOTATIONS_DIR))
+    total += sum(st.size for name, st in annotations.items() if name.removesuffix("_manual.json") in wanted)
     return total
 
 

@@ -14,10 +14,14 @@ that one odd video is reported while the rest are staged.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from savflow.common import savformat, storage
+from savflow.common.storage_stat import ObjectStat
 
 _FRAME_RE = re.compile(r"(\d{5,})\.jpg")
 _MASK_RE = re.compile(r"(\d{3})/(\d{5,})\.png")
@@ -30,16 +34,20 @@ class SourceError(RuntimeError):
 @dataclass
 class TrainSource:
     root: str
-    mp4_sizes: dict[str, int]
-    annotations: set[str]
+    mp4s: dict[str, ObjectStat]
+    annotations: dict[str, ObjectStat]
 
     kind = "train"
 
     def videos(self) -> list[str]:
-        return sorted(set(self.mp4_sizes) | self.annotations)
+        return sorted(set(self.mp4s) | set(self.annotations))
 
     def weights(self) -> dict[str, float]:
-        return {v: float(self.mp4_sizes.get(v, 0)) for v in self.videos()}
+        return {v: float(self.mp4s[v].size if v in self.mp4s else 0) for v in self.videos()}
+
+    def identity(self, video: str) -> dict[str, Any]:
+        """What identifies the video's source objects (size and version of the mp4 and the annotation)."""
+        return {"mp4": _stat_dict(self.mp4s.get(video)), "annotation": _stat_dict(self.annotations.get(video))}
 
     def mp4_uri(self, video: str) -> str:
         return storage.join(self.root, f"{video}.mp4")
@@ -54,14 +62,24 @@ class ValSource:
     frames: dict[str, list[int]] = field(default_factory=dict)
     masks: dict[str, dict[int, list[int]]] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
+    stats: dict[str, list[tuple[str, int, str]]] = field(default_factory=dict)
 
     kind = "val"
+
+    def identity(self, video: str) -> dict[str, Any]:
+        """What identifies the video's source files: a digest of every name with its size and version."""
+        rows = sorted(self.stats.get(video, []))
+        return {"files": len(rows), "digest": hashlib.sha256(json.dumps(rows).encode()).hexdigest()}
 
     def videos(self) -> list[str]:
         return sorted(set(self.frames) | set(self.masks) | set(self.problems))
 
     def weights(self) -> dict[str, float]:
         return {v: float(len(self.frames.get(v, ()))) for v in self.videos()}
+
+
+def _stat_dict(st: ObjectStat | None) -> dict[str, Any] | None:
+    return None if st is None else {"size": st.size, "version": st.version}
 
 
 def _video_of(rel: str, source: ValSource, what: str) -> str | None:
@@ -77,19 +95,21 @@ def _video_of(rel: str, source: ValSource, what: str) -> str | None:
 
 def _scan_val(root: str) -> ValSource:
     source = ValSource(root)
-    for rel in storage.list_prefix(storage.join(root, savformat.FRAMES_DIR)):
+    for rel, st in storage.list_stats(storage.join(root, savformat.FRAMES_DIR)).items():
         video = _video_of(rel, source, savformat.FRAMES_DIR)
         if video is None:
             continue
+        source.stats.setdefault(video, []).append((f"{savformat.FRAMES_DIR}/{rel}", st.size, st.version))
         match = _FRAME_RE.fullmatch(rel[len(video) + 1:])
         if match is None:
             source.problems.setdefault(video, f"{savformat.FRAMES_DIR}/{rel}: unexpected file (want NNNNN.jpg)")
             continue
         source.frames.setdefault(video, []).append(int(match.group(1)))
-    for rel in storage.list_prefix(storage.join(root, savformat.MASKS_DIR)):
+    for rel, st in storage.list_stats(storage.join(root, savformat.MASKS_DIR)).items():
         video = _video_of(rel, source, savformat.MASKS_DIR)
         if video is None:
             continue
+        source.stats.setdefault(video, []).append((f"{savformat.MASKS_DIR}/{rel}", st.size, st.version))
         match = _MASK_RE.fullmatch(rel[len(video) + 1:])
         if match is None:
             source.problems.setdefault(
@@ -106,11 +126,11 @@ def _scan_val(root: str) -> ValSource:
 
 def scan_source(root: str) -> TrainSource | ValSource:
     """List the split at ``root`` and say what it holds."""
-    sizes, folders = storage.list_children(root)
+    files, folders = storage.list_children(root)
     if savformat.FRAMES_DIR in folders:
         return _scan_val(root)
-    mp4 = {n[: -len(".mp4")]: s for n, s in sizes.items() if n.endswith(".mp4")}
-    annotations = {n[: -len("_manual.json")] for n in sizes if n.endswith("_manual.json")}
+    mp4 = {n[: -len(".mp4")]: st for n, st in files.items() if n.endswith(".mp4")}
+    annotations = {n[: -len("_manual.json")]: st for n, st in files.items() if n.endswith("_manual.json")}
     if not mp4 and not annotations:
         raise SourceError(f"{root}: no SA-V split here (neither *.mp4 + *_manual.json nor "
                           f"{savformat.FRAMES_DIR}/)")

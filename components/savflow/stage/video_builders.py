@@ -157,7 +157,7 @@ class TrainVideos(VideoStager):
     def _local_mp4(self, video: str) -> tuple[Path, bool]:
         """The mp4 as a local file, and whether it is a scratch copy to delete afterwards."""
         uri = self.source.mp4_uri(video)
-        if video not in self.source.mp4_sizes:
+        if video not in self.source.mp4s:
             raise VideoFailed("fetch", f"{uri}: missing")
         if not storage.is_gcs(uri):
             return storage.local_path(uri), False
