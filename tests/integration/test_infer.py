@@ -258,3 +258,43 @@ def test_cli_exit_status_2_when_the_shard_cannot_run(split, bucket, capsys):
                        f"{bucket}/pred-none", "--device", "cpu"])
     assert rc == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_predictions_made_differently_are_refused_or_redone(split, checkpoint, bucket, tmp_path, capsys):
+    """Resume keyed by what made the predictions (issue 12): the same checkpoint (by content: a copy elsewhere
+    counts as the same), options and inputs skip; another checkpoint is refused naming the digests, and
+    ``--overwrite`` predicts exactly those videos again; inputs changed since (a mask rewritten) count too."""
+    root, local_split, videos = split
+    frames, masks = f"{root}/{FRAMES}", f"{root}/{MASKS}"
+    pred = f"{bucket}/pred-keyed"
+    first = infer(checkpoint[0], TINY, frames, masks, pred, videos=videos[:2], device="cpu")
+    assert first.report.done == 2
+    copy = f"{bucket}/elsewhere/tiny-copy.pt"
+    storage.write_bytes(copy, checkpoint[1].read_bytes())
+    same = infer(copy, TINY, frames, masks, pred, videos=videos[:2], device="cpu")
+    assert (same.report.skipped, same.report.done) == (2, 0)
+
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    state = torch.load(checkpoint[1], map_location="cpu")
+    state["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, other)
+    cli = ["infer", "--checkpoint", str(other), "--model-config", TINY, "--frames", frames, "--masks", masks,
+           "--output", pred, "--video-list", str(tmp_path / "list.txt"), "--device", "cpu"]
+    (tmp_path / "list.txt").write_text("\n".join(videos[:2]) + "\n")
+    before = generations(pred)
+    assert savflow_main(cli) == 2
+    err = capsys.readouterr().err
+    assert f"{pred}: predictions of 2 made differently ({videos[0]}: checkpoint_sha256: " in err
+    assert "--overwrite" in err
+    assert generations(pred) == before
+
+    assert savflow_main([*cli, "--overwrite"]) == 0
+    for video in videos[:2]:
+        assert markers.read_marker(pred, video)["checkpoint"] == str(other)
+    assert set(generations(pred)) == set(before)
+
+    mask = savformat.object_mask_path(videos[0], 1, 0)
+    storage.write_bytes(f"{root}/{mask}", (local_split / mask).read_bytes())
+    with pytest.raises(ValueError, match=rf"1 made differently \({videos[0]}: inputs\."):
+        infer(str(other), TINY, frames, masks, pred, videos=videos[:2], device="cpu")

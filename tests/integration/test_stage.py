@@ -472,3 +472,96 @@ def test_masks_rerun_redoes_videos_staged_without_them(tmp_path: Path, layout: s
     assert markers.read_marker(str(dest), ids[2])["masks"] is False
     again = stage(str(source), str(dest), videos=ids[:2], layout=layout, workers=1, masks=True, progress=False)
     assert (again.skipped, again.staged) == (ids[:2], [])
+
+
+def test_rerun_with_other_settings_or_sources_redoes_what_differs(store_root: str, tmp_path: Path) -> None:
+    """Resume is keyed by what made a video (issue 12): another sample rate, layout, quality or a replaced
+    source object redoes exactly the videos made differently, and never reports them "already complete";
+    the old settings' files are gone afterwards (a frame only the old rate kept, an archive of the old layout)."""
+    source, dest = storage.join(store_root, "raw"), storage.join(store_root, "staged")
+    ids = write_raw_train_split(source, SyntheticSpec(num_videos=3, num_frames=16, height=32, width=32,
+                                                      num_objects=1, seed=12))
+    first = stage(source, dest, sample_rate=4, layout="dir", workers=1, progress=False)
+    assert first.staged == ids and not first.redone
+
+    again = stage(source, dest, sample_rate=4, layout="dir", workers=1, progress=False)
+    assert (again.staged, again.skipped) == ([], ids)
+
+    every = stage(source, dest, sample_rate=1, layout="dir", workers=1, progress=False)
+    assert (every.staged, every.skipped) == (ids, [])
+    assert every.redone[ids[0]] == ["sample_rate: 4 -> 1"]
+    assert "3 of them made differently before" in every.summary()
+    frames = storage.list_prefix(storage.join(dest, savformat.FRAMES_DIR, ids[0]))
+    assert len(frames) == 16
+
+    back = stage(source, dest, sample_rate=4, layout="dir", workers=1, progress=False)
+    assert back.staged == ids
+    assert storage.list_prefix(storage.join(dest, savformat.FRAMES_DIR, ids[0])) == \
+        [f"{t:05d}.jpg" for t in range(0, 16, 4)]
+
+    tar = stage(source, dest, sample_rate=4, layout="tar", workers=1, progress=False)
+    assert tar.staged == ids and tar.redone[ids[1]] == ["layout: dir -> tar"]
+    assert not storage.list_prefix(storage.join(dest, savformat.FRAMES_DIR))
+    quality = stage(source, dest, sample_rate=4, jpeg_quality=80, layout="tar", workers=1, progress=False)
+    assert quality.redone[ids[2]] == ["jpeg_quality: 95 -> 80"]
+    dirs = stage(source, dest, sample_rate=4, jpeg_quality=80, layout="dir", workers=1, progress=False)
+    assert dirs.staged == ids and not storage.list_prefix(storage.join(dest, lay.ARCHIVE_DIR))
+
+    time.sleep(0.01)  # a new local mtime; on GCS every write is a new generation
+    mp4 = storage.join(source, f"{ids[1]}.mp4")
+    storage.write_bytes(mp4, storage.read_bytes(mp4))
+    replaced = stage(source, dest, sample_rate=4, jpeg_quality=80, layout="dir", workers=1, progress=False)
+    assert (replaced.staged, replaced.skipped) == ([ids[1]], [ids[0], ids[2]])
+    [diff] = replaced.redone[ids[1]]
+    assert diff.startswith("source.mp4.version: ")
+    assert materialize(dest, tmp_path / "local") == ids
+
+
+def test_a_marker_without_a_key_is_redone(tmp_path: Path) -> None:
+    """Output of a savflow that recorded no key cannot be trusted to match: it is staged again."""
+    source, dest = tmp_path / "raw", tmp_path / "staged"
+    ids = write_raw_train_split(str(source), SyntheticSpec(num_videos=2, num_frames=8, height=32, width=32,
+                                                           num_objects=1, seed=13))
+    stage(str(source), str(dest), workers=1, progress=False)
+    legacy = markers.read_marker(str(dest), ids[0])
+    del legacy["key"]
+    markers.clear_marker(str(dest), ids[0])
+    markers.write_marker(str(dest), ids[0], legacy)
+    rerun = stage(str(source), str(dest), workers=1, progress=False)
+    assert (rerun.staged, rerun.skipped) == ([ids[0]], [ids[1]])
+    assert rerun.redone[ids[0]] == ["key: (not recorded) (written by an older savflow)"]
+
+
+def test_training_copy_follows_data_staged_again(store_root: str, tmp_path: Path, caplog) -> None:
+    """The case of issue 12: a video replaced at the source (16 frames, now 40) and staged again is copied
+    again into the training pod's local data, not reused; the unchanged video is not copied again."""
+    from savflow.train import data
+
+    source, dest = storage.join(store_root, "raw"), storage.join(store_root, "staged")
+    ids = write_raw_train_split(source, SyntheticSpec(num_videos=2, num_frames=16, height=32, width=32,
+                                                      num_objects=1, seed=14))
+    stage(source, dest, layout="tar", workers=1, progress=False)
+    paths = savformat.split_paths(dest)
+
+    def local_copy() -> data.LocalTrainData:
+        src = data.describe_source(paths.frames, paths.annotations, None)
+        return data.prepare_node_data(src, scratch=tmp_path / "scratch", node_leader=True, timeout_s=5)
+
+    first = local_copy()
+    assert len(list((first.img_folder / ids[0]).iterdir())) == 16
+    kept = (first.root / markers.MARKER_DIR / f"{ids[1]}.json").stat().st_mtime_ns
+
+    longer = storage.join(store_root, "longer")
+    write_raw_train_split(longer, SyntheticSpec(num_videos=1, num_frames=40, height=32, width=32, num_objects=1,
+                                                seed=14))
+    for name in (f"{ids[0]}.mp4", f"{ids[0]}_manual.json"):
+        storage.write_bytes(storage.join(source, name), storage.read_bytes(storage.join(longer, name)))
+    restaged = stage(source, dest, layout="tar", workers=1, progress=False)
+    assert (restaged.staged, restaged.skipped) == ([ids[0]], [ids[1]])
+
+    with caplog.at_level("INFO", logger="savflow"):
+        second = local_copy()
+    assert second.root == first.root
+    assert len(list((second.img_folder / ids[0]).iterdir())) == 40
+    assert "1 to copy (1 staged again since copied)" in caplog.text
+    assert (first.root / markers.MARKER_DIR / f"{ids[1]}.json").stat().st_mtime_ns == kept

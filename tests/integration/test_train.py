@@ -164,10 +164,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(staged, tmp_path):
     assert saved.step == saved.epoch * STEPS_PER_EPOCH
     saved_state = _load(saved.checkpoint, tmp_path)
 
-    # Continue for one more epoch with the learning rate at zero: the weights then stay exactly as loaded, so
-    # they show whether the run really started from the checkpoint (a fresh start has its random init).
+    # Continue the same run (same config, overrides, data and weights) for one more epoch.
     rc, log = _worker([*_data_args(staged), "--experiment-dir", exp, "--resume", "auto",
-                       "--epochs", str(saved.epoch + 1), *FAST, *ZERO_LR], tmp_path, "resumed.log")
+                       "--epochs", str(saved.epoch + 1), *FAST], tmp_path, "resumed.log")
     assert rc == 0, log[-3000:]
     assert f"continuing {exp} from its newest complete checkpoint, step {saved.step}" in log
     assert f"resumed at step {saved.step}, epoch {saved.epoch}" in log
@@ -176,9 +175,10 @@ def test_killed_run_resumes_from_its_last_checkpoint(staged, tmp_path):
     assert (after.step, after.epoch) == (saved.step + STEPS_PER_EPOCH, saved.epoch + 1)
     after_state = _load(after.checkpoint, tmp_path)
     assert after_state["steps"]["train"] == saved.step + STEPS_PER_EPOCH
-    assert _same_weights(after_state["model"], saved_state["model"])
+    assert not _same_weights(after_state["model"], saved_state["model"])
     # AdamW counts steps per parameter (a parameter without a gradient in a step is skipped): a carried-over
-    # optimizer state only grows, and the parameters used in every step count all the steps since step 0.
+    # optimizer state only grows, and the parameters used in every step count all the steps since step 0,
+    # which a fresh start (STEPS_PER_EPOCH steps) could not have.
     before_adam = {k: float(v["step"]) for k, v in saved_state["optimizer"]["state"].items()}
     after_adam = {k: float(v["step"]) for k, v in after_state["optimizer"]["state"].items()}
     assert all(after_adam[k] >= before_adam[k] for k in before_adam)
@@ -197,6 +197,23 @@ def test_killed_run_resumes_from_its_last_checkpoint(staged, tmp_path):
     rc, log = _worker([*_data_args(staged), "--experiment-dir", exp, "--resume", "never"], tmp_path, "never.log")
     assert rc == 2 and "--overwrite" in log
     assert checkpoints.latest_checkpoint(exp) == after
+
+    # Another run into the same experiment (other hyperparameters, or other starting weights) is refused with
+    # the differences named (issue 12), and nothing is touched; --overwrite starts it over.
+    rc, log = _worker([*_data_args(staged), "--experiment-dir", exp, *FAST, *ZERO_LR], tmp_path, "other.log")
+    assert rc == 2, log[-3000:]
+    assert f"{exp} has checkpoints up to step {after.step} made by another run: config_digest: " in log
+    assert "overrides: " in log and "scratch.base_lr=0.0" in log and "--overwrite" in log
+    weights = after.model
+    rc, log = _worker([*_data_args(staged), "--experiment-dir", exp, *FAST, "--checkpoint", weights], tmp_path,
+                      "weights.log")
+    assert rc == 2 and "init_weights: null -> " in log and weights in log
+    assert checkpoints.latest_checkpoint(exp) == after
+    rc, log = _worker([*_data_args(staged), "--experiment-dir", exp, "--epochs", "1", "--overwrite", *FAST,
+                       *ZERO_LR], tmp_path, "overwrite.log")
+    assert rc == 0, log[-3000:]
+    assert f"overwriting {exp}, whose checkpoints up to step {after.step} will be deleted" in log
+    assert [c.step for c in checkpoints.complete_checkpoints(exp)] == [STEPS_PER_EPOCH]
 
 
 def test_initial_weights_from_a_storage_uri(staged, tmp_path):

@@ -19,8 +19,13 @@ def _files(tmp_path: Path, step: int) -> dict[str, Path]:
     return {"trainer_state": state, "model_only": model}
 
 
-def _publish(exp: str, tmp_path: Path, step: int, epoch: int, keep_last: int = 3) -> checkpoints.CheckpointInfo:
-    return checkpoints.publish_checkpoint(exp, **_files(tmp_path, step), step=step, epoch=epoch, keep_last=keep_last)
+RUN = {"config": "tiny", "overrides": ["scratch.base_lr=1e-4"]}
+
+
+def _publish(exp: str, tmp_path: Path, step: int, epoch: int, keep_last: int = 3,
+             run_key: dict | None = RUN) -> checkpoints.CheckpointInfo:
+    return checkpoints.publish_checkpoint(exp, **_files(tmp_path, step), step=step, epoch=epoch, keep_last=keep_last,
+                                          run_key=run_key)
 
 
 def test_publish_writes_files_marker_and_pointer(store_root, tmp_path):
@@ -51,7 +56,7 @@ def test_rotation_keeps_the_last_k_and_drops_killed_uploads(store_root, tmp_path
 def test_unmarked_newest_checkpoint_is_ignored(store_root, tmp_path):
     _publish(store_root, tmp_path, step=10, epoch=1)
     storage.write_bytes(storage.join(store_root, "checkpoints/000000020/checkpoint.pt"), b"partial")
-    plan = checkpoints.plan_resume(store_root, "auto")
+    plan = checkpoints.plan_resume(store_root, "auto", run_key=RUN)
     assert (plan.kind, plan.step, plan.epoch) == ("resume", 10, 1)
     assert plan.checkpoint == storage.join(store_root, "checkpoints/000000010/checkpoint.pt")
     assert "step 10" in plan.describe(store_root)
@@ -73,6 +78,22 @@ def test_plan_fresh_on_empty_experiment(store_root):
         plan = checkpoints.plan_resume(store_root, mode)
         assert plan.kind == "fresh" and not plan.clears_experiment
         assert "starting fresh" in plan.describe(store_root)
+
+
+def test_auto_continues_only_the_run_that_made_the_checkpoints(store_root, tmp_path):
+    """The newest checkpoint's marker records its run's key; another run is refused with the differences
+    named (a marker without a key too), and ``overwrite`` turns the refusal into a fresh start."""
+    _publish(store_root, tmp_path, step=10, epoch=1)
+    other = {"config": "tiny", "overrides": ["scratch.base_lr=0.0"]}
+    with pytest.raises(checkpoints.ExperimentExistsError,
+                       match=r"step 10 made by another run: overrides: \["):
+        checkpoints.plan_resume(store_root, "auto", run_key=other)
+    plan = checkpoints.plan_resume(store_root, "auto", run_key=other, overwrite=True)
+    assert (plan.kind, plan.existing_step, plan.clears_experiment) == ("overwrite", 10, True)
+    assert checkpoints.plan_resume(store_root, "auto", run_key=RUN, overwrite=True).kind == "resume"
+    _publish(store_root, tmp_path, step=20, epoch=2, run_key=None)  # as savflow wrote them before keys
+    with pytest.raises(checkpoints.ExperimentExistsError, match="key: .not recorded."):
+        checkpoints.plan_resume(store_root, "auto", run_key=RUN)
 
 
 def test_never_refuses_an_existing_experiment_unless_overwrite(store_root, tmp_path):

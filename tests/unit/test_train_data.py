@@ -26,10 +26,9 @@ def staged(tmp_path):
 
 
 def _prepare(staged, scratch, *, leader=True, file_list="list.txt", timeout=5.0):
-    return data.prepare_node_data(
-        frames_uri=str(staged / "JPEGImages_24fps"), annotations_uri=str(staged / "annotations"),
-        file_list_uri=str(staged / file_list) if file_list else None, scratch=scratch, node_leader=leader,
-        timeout_s=timeout, poll_s=0.05)
+    source = data.describe_source(str(staged / "JPEGImages_24fps"), str(staged / "annotations"),
+                                  str(staged / file_list) if file_list else None)
+    return data.prepare_node_data(source, scratch=scratch, node_leader=leader, timeout_s=timeout, poll_s=0.05)
 
 
 def test_leader_copies_the_listed_videos(staged, tmp_path):
@@ -55,6 +54,25 @@ def test_a_finished_copy_is_reused(staged, tmp_path):
     assert again.root == first.root and marker.read_bytes() == b"local"
 
 
+def test_a_copy_of_data_replaced_since_is_made_again(staged, tmp_path, caplog):
+    """The ready file records what the data was (sizes and versions of every object), not just that a copy
+    finished: data rewritten at the same URIs is copied again, with nothing of the old copy left over."""
+    first = _prepare(staged, tmp_path / "scratch")
+    frames = staged / "JPEGImages_24fps" / "sav_000001"
+    (frames / "00002.jpg").unlink()
+    time.sleep(0.01)
+    storage.write_bytes(str(frames / "00001.jpg"), b"new frame")
+    for frame in range(3, 6):
+        storage.write_bytes(str(frames / f"{frame:05d}.jpg"), b"longer")
+    with caplog.at_level("WARNING", logger="savflow.train.data"):
+        again = _prepare(staged, tmp_path / "scratch")
+    assert again.root == first.root
+    assert "was made from other data (content:" in caplog.text
+    assert sorted(p.name for p in (again.img_folder / "sav_000001").iterdir()) == \
+        ["00000.jpg", "00001.jpg", "00003.jpg", "00004.jpg", "00005.jpg"]
+    assert (again.img_folder / "sav_000001" / "00001.jpg").read_bytes() == b"new frame"
+
+
 def test_followers_wait_for_the_leader(staged, tmp_path):
     scratch = tmp_path / "scratch"
     results = {}
@@ -69,6 +87,13 @@ def test_followers_wait_for_the_leader(staged, tmp_path):
 
 def test_followers_give_up_after_the_timeout(staged, tmp_path):
     with pytest.raises(TimeoutError, match="local rank 0"):
+        _prepare(staged, tmp_path / "scratch", leader=False, timeout=0.2)
+
+
+def test_followers_do_not_take_a_ready_file_of_older_data(staged, tmp_path):
+    _prepare(staged, tmp_path / "scratch")
+    storage.write_bytes(str(staged / "JPEGImages_24fps" / "sav_000001" / "00003.jpg"), b"more")
+    with pytest.raises(TimeoutError, match="for the current data"):
         _prepare(staged, tmp_path / "scratch", leader=False, timeout=0.2)
 
 

@@ -7,13 +7,16 @@ Layout under an experiment directory (any storage URI)::
     {exp}/checkpoints/{step:09d}/model.pt        {"model": state_dict}; loads in build_sam2_video_predictor
     {exp}/checkpoints/{step:09d}/train_metrics.json  the metrics up to this step, so a resume from this
                                                  checkpoint continues its loss curve whatever was killed when
-    {exp}/checkpoints/_done/{step:09d}.json      completion marker (epoch, sizes, sha256), written after both files
+    {exp}/checkpoints/_done/{step:09d}.json      completion marker (epoch, sizes, sha256, the run's key), written
+                                                 after the files
     {exp}/checkpoints/latest.json                pointer to the newest complete checkpoint, written last
     {exp}/train_metrics.json                     loss curve and final numbers (see savflow.train.trainer)
 
 A checkpoint counts only once its marker exists, so a job killed while uploading leaves nothing that looks
 complete; ``latest.json`` is a convenience for readers (inference, the evaluation pipeline) and always names a
-marked checkpoint, because it is written after the marker and rotation never removes the newest one.
+marked checkpoint, because it is written after the marker and rotation never removes the newest one. The marker
+records the key of the run that made the checkpoint (:mod:`savflow.train.run_key`); ``--resume auto`` continues
+only a run with the same key.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from savflow.common import markers, storage
+from savflow.common import markers, provenance, storage
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,8 @@ METRICS = "train_metrics.json"
 
 
 class ExperimentExistsError(RuntimeError):
-    """A run that must start over found complete checkpoints in its experiment directory."""
+    """A run that must start over found complete checkpoints in its experiment directory, or a run found
+    checkpoints another run made there."""
 
 
 def step_name(step: int) -> str:
@@ -128,7 +133,8 @@ def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
 
 
 def publish_checkpoint(experiment_dir: str, *, trainer_state: Path, model_only: Path, step: int, epoch: int,
-                       keep_last: int, metrics: Path | None = None) -> CheckpointInfo:
+                       keep_last: int, metrics: Path | None = None,
+                       run_key: dict[str, Any] | None = None) -> CheckpointInfo:
     """Upload one checkpoint, mark it complete, point ``latest.json`` at it, then rotate old ones away.
 
     A step being published again (a run restarted from an earlier checkpoint) is unmarked before its files are
@@ -146,7 +152,7 @@ def publish_checkpoint(experiment_dir: str, *, trainer_state: Path, model_only: 
         storage.upload_file(local, uri)
         files[Path(uri).name] = {"bytes": local.stat().st_size, "sha256": sha256_file(local)}
     markers.write_marker(root, step_name(step), {"step": step, "epoch": epoch, "files": files,
-                                                  "published_at": time.time()})
+                                                  provenance.KEY_FIELD: run_key, "published_at": time.time()})
     storage.write_text(storage.join(root, LATEST), json.dumps(asdict(info), indent=2))
     log.info("checkpoint step %d (epoch %d) published to %s", step, epoch, step_dir(experiment_dir, step))
     rotate_checkpoints(experiment_dir, keep_last=keep_last, newest=step)
@@ -211,19 +217,35 @@ class ResumePlan:
         return f"resume: starting fresh, no complete checkpoint in {experiment_dir}"
 
 
-def plan_resume(experiment_dir: str, resume: str, *, overwrite: bool = False) -> ResumePlan:
+def recorded_run_key(experiment_dir: str, step: int) -> dict[str, Any] | None:
+    """The key of the run that published the checkpoint at ``step`` (None when its marker records none)."""
+    key = provenance.key_of(markers.read_marker(checkpoints_root(experiment_dir), step_name(step)))
+    return dict(key) if key is not None else None
+
+
+def plan_resume(experiment_dir: str, resume: str, *, overwrite: bool = False,
+                run_key: dict[str, Any] | None = None) -> ResumePlan:
     """Decide how a run starts.
 
-    ``auto``: continue from the newest complete checkpoint, or start fresh if there is none. ``never``: start
-    fresh, refusing an experiment that already has checkpoints unless ``overwrite``. Any other value is the
-    URI of a trainer checkpoint (a ``.pt`` file or a step directory) to start from, under the same rule as
+    ``auto``: continue from the newest complete checkpoint when it was made by a run with this ``run_key``
+    (the same run restarted, or given more epochs), start fresh if there is none; checkpoints of another run
+    are refused with the differences named, unless ``overwrite`` (delete them and start fresh). ``never``:
+    start fresh, refusing an experiment that already has checkpoints unless ``overwrite``. Any other value is
+    the URI of a trainer checkpoint (a ``.pt`` file or a step directory) to start from, under the same rule as
     ``never`` for what is already in the experiment directory.
     """
     existing = latest_checkpoint(experiment_dir)
     if resume == "auto":
         if existing is None:
             return ResumePlan("fresh")
-        return ResumePlan("resume", checkpoint=existing.checkpoint, step=existing.step, epoch=existing.epoch)
+        diffs = provenance.differences(recorded_run_key(experiment_dir, existing.step), run_key or {})
+        if not diffs:
+            return ResumePlan("resume", checkpoint=existing.checkpoint, step=existing.step, epoch=existing.epoch)
+        if overwrite:
+            return ResumePlan("overwrite", existing_step=existing.step)
+        raise ExperimentExistsError(
+            f"{experiment_dir} has checkpoints up to step {existing.step} made by another run: "
+            f"{'; '.join(diffs)}. Use another --experiment-dir, or --overwrite to delete them and start over")
     explicit = None
     if resume != "never":
         explicit = resume if resume.endswith(".pt") else storage.join(resume, TRAINER_STATE)
@@ -232,7 +254,7 @@ def plan_resume(experiment_dir: str, resume: str, *, overwrite: bool = False) ->
     if existing is not None and not overwrite:
         raise ExperimentExistsError(
             f"{experiment_dir} already has checkpoints up to step {existing.step}; use --resume auto to continue "
-            "it or --overwrite to delete them and start over")
+            "the run that made them or --overwrite to delete them and start over")
     if explicit is not None:
         return ResumePlan("resume", checkpoint=explicit, explicit=True,
                           existing_step=existing.step if existing else None)

@@ -7,11 +7,14 @@ videos there, from either layout, in parallel, into the same relative paths as t
     {local}/annotations/{video}_manual.json        (train)
     {local}/Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png   (val/test; train staged with masks)
     {local}/file_list.txt                           the videos of this call that are complete locally
-    {local}/_done/{video}.json                      local completion marker (a copy of the staged one)
+    {local}/_done/{video}.json                      local completion marker (a copy of the staged one, plus
+                                                    the staged marker's size and version as ``copied_from``)
 
 Only videos with a staged completion marker are copied, every file is checked against the marker (archive
 SHA-256, per-file size and CRC-32), and the local marker is written last, so a pod killed half-way redoes just
-the unfinished videos next time and skips the complete ones.
+the unfinished videos next time. A local copy counts as complete only while the staged marker it was copied
+from is still the one in object storage (same size and version: staging the video again rewrites it), so a
+local copy of data that was replaced since is copied again rather than reused.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ from typing import Any
 from savflow.common import markers, savformat, storage
 from savflow.common.failures import FailureReport
 from savflow.common import staged as lay
+from savflow.common.storage_stat import ObjectStat
 
 log = logging.getLogger(__name__)
+
+COPIED_FROM = "copied_from"
 
 _HASH_CHUNK = 1 << 20
 
@@ -81,28 +87,42 @@ def _from_dir(staged_root: str, local_root: Path, marker: dict[str, Any], worker
         lay.check_data(entry, (local_root / entry["name"]).read_bytes(), where=staged_root)
 
 
-def _materialize_video(staged_root: str, local_root: Path, video: str, tmp: Path, io_workers: int) -> None:
+def _copied_from(stat: ObjectStat) -> dict[str, Any]:
+    return {"size": stat.size, "version": stat.version}
+
+
+def _materialize_video(staged_root: str, local_root: Path, video: str, stat: ObjectStat, tmp: Path,
+                       io_workers: int) -> None:
     marker = markers.read_marker(staged_root, video)
     if marker is None:
         raise MaterializeError(f"{staged_root}: {video} is not staged (no completion marker)")
     for entry in marker.get("files", []):
         lay.check_member(entry["name"], video)
+    markers.clear_marker(str(local_root), video)
     _clear_local(local_root, video)
     if "archive" in marker:
         _from_archive(staged_root, local_root, video, marker, tmp)
     else:
         _from_dir(staged_root, local_root, marker, io_workers)
-    markers.write_marker(str(local_root), video, marker)
+    markers.write_marker(str(local_root), video, {**marker, COPIED_FROM: _copied_from(stat)})
 
 
-def staged_split_of(frames_uri: str) -> tuple[str, set[str]] | None:
-    """The staged split that ``frames_uri`` (``{split}/JPEGImages_24fps``) belongs to, with its complete videos;
-    None when it is not part of a split written by ``savflow stage`` (no completion markers there)."""
+def _current_locally(local_root: Path, videos: list[str], staged: dict[str, ObjectStat]) -> set[str]:
+    """The videos whose local copy was made from the staged marker that is there now."""
+    local = markers.read_markers(str(local_root), videos)
+    return {v for v, payload in local.items()
+            if payload is not None and payload.get(COPIED_FROM) == _copied_from(staged[v])}
+
+
+def staged_split_of(frames_uri: str) -> tuple[str, dict[str, ObjectStat]] | None:
+    """The staged split that ``frames_uri`` (``{split}/JPEGImages_24fps``) belongs to, with its complete videos
+    and their markers' sizes and versions; None when it is not part of a split written by ``savflow stage`` (no
+    completion markers there)."""
     frames_uri = frames_uri.rstrip("/")
     if not frames_uri.endswith("/" + savformat.FRAMES_DIR):
         return None
     split = frames_uri[: -len(savformat.FRAMES_DIR) - 1]
-    done = markers.done_units(split)
+    done = markers.done_stats(split)
     return (split, done) if done else None
 
 
@@ -117,9 +137,10 @@ def materialize(staged_root: str, local_root: Path | str, videos: list[str] | No
     """
     local_root = Path(local_root)
     local_root.mkdir(parents=True, exist_ok=True)
-    staged = markers.done_units(staged_root)
+    staged = markers.done_stats(staged_root)
     wanted = sorted(staged) if videos is None else list(dict.fromkeys(videos))
     present = markers.done_units(str(local_root))
+    current = _current_locally(local_root, [v for v in wanted if v in present and v in staged], staged)
     failed: set[str] = set()
 
     def fail(video: str, reason: str) -> None:
@@ -131,18 +152,19 @@ def materialize(staged_root: str, local_root: Path | str, videos: list[str] | No
 
     todo = []
     for video in wanted:
-        if video in present:
+        if video in current:
             continue
         if video in staged:
             todo.append(video)
         else:
             fail(video, f"{staged_root}: not staged (no completion marker)")
-    log.info("materialize %d videos from %s to %s: %d already there, %d to copy", len(wanted), staged_root,
-             local_root, len(wanted) - len(todo) - len(failed), len(todo))
+    changed = sum(1 for v in todo if v in present)
+    log.info("materialize %d videos from %s to %s: %d already there, %d to copy (%d staged again since copied)",
+             len(wanted), staged_root, local_root, len(current), len(todo), changed)
     tmp = Path(tempfile.mkdtemp(prefix=".materialize-", dir=local_root))
     try:
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="materialize") as pool:
-            futures = {video: pool.submit(_materialize_video, staged_root, local_root, video, tmp,
+            futures = {video: pool.submit(_materialize_video, staged_root, local_root, video, staged[video], tmp,
                                           max(2, workers // 2)) for video in todo}
             for video, future in futures.items():
                 try:

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "infer", help="run SAM 2 video object segmentation over one shard of videos",
         description="Prompt SAM 2 with each object's mask, propagate through the video and write one binary "
                     "PNG per object and annotated frame under --output ({video}/{obj:03d}/{frame:05d}.png, "
-                    "the evaluator's --pred-root). Finished videos are skipped on a re-run; a failing video "
+                    "the evaluator's --pred-root). Videos finished with the same checkpoint, options and inputs "
+                    "are skipped on a re-run (predictions made differently are refused, see --overwrite); a "
+                    "failing video "
                     "is reported in {output}/_reports/ and the others go on. Exit status 1 when more than "
                     "--max-failures videos failed, 2 on an error that stops the whole shard.")
     p.add_argument("--checkpoint", required=True, metavar="URI",
@@ -52,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-failures", type=int, default=0, metavar="M",
                    help="failed videos tolerated before the exit status is 1 (default 0)")
     p.add_argument("--workers", type=int, default=8, help="parallel transfers per video (default 8)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="predict again the videos whose predictions in --output were made differently (another "
+                        "checkpoint, model config, options or inputs); without it such an output is refused")
     p.set_defaults(func=run_infer)
 
     q = subparsers.add_parser(
@@ -74,7 +79,8 @@ def run_infer(args: argparse.Namespace) -> int:
             output=args.output, videos=read_video_list(args.video_list), shard=args.shard,
             num_shards=args.num_shards, use_all_masks=args.use_all_masks,
             track_later_objects=args.track_later_objects, device=args.device, compile=args.compile,
-            max_failures=args.max_failures, apply_postprocessing=args.apply_postprocessing, workers=args.workers)
+            max_failures=args.max_failures, apply_postprocessing=args.apply_postprocessing, workers=args.workers,
+            overwrite=args.overwrite)
     except (storage.StorageError, ValueError, RuntimeError) as exc:
         print(f"savflow infer: error: {exc}", file=sys.stderr)
         return 2

@@ -8,9 +8,13 @@ Layout (every root is a storage URI)::
     {output}/_done/{video}.json                        completion marker, written after the video's PNGs
     {output}/_reports/infer-{shard}-of-{N}-{digest}.json   failure report of one shard run
 
-A video is skipped when its marker exists; a video that fails (unreadable frames, missing or bad masks) is
-recorded in the report and the others go on. While one video runs on the model, the next one's frames and
-masks are fetched to local scratch, and each video's scratch is removed once its outputs are uploaded.
+A video's marker records its key (:func:`prediction_key`: the checkpoint's SHA-256, the model config, the
+prompting and post-processing options, the identity of the video's inputs and the output format). A re-run skips
+a marked video with the same key; predictions made differently (another checkpoint, say) are refused, naming
+what differs, unless ``overwrite`` asks to redo them. A video that fails (unreadable frames, missing or bad
+masks) is recorded in the report and the others go on. Whatever an unfinished earlier attempt left of a video
+is deleted before it is uploaded again. While one video runs on the model, the next one's frames and masks are
+fetched to local scratch, and each video's scratch is removed once its outputs are uploaded.
 """
 
 from __future__ import annotations
@@ -25,15 +29,20 @@ from pathlib import Path
 
 import numpy as np
 
-from savflow.common import markers, savformat, storage
+from savflow.common import markers, provenance, savformat, storage
+from savflow.common.checkpoints import sha256_file
 from savflow.common.failures import FailureReport
 from savflow.infer import shard_plan, vos
-from savflow.infer.predictor import LoadedPredictor, build_predictor
+from savflow.infer.predictor import LoadedPredictor, build_predictor, local_checkpoint
 from savflow.infer.inputs import Sources
 
 log = logging.getLogger(__name__)
 
 REPORTS_DIR = "_reports"
+
+
+class PredictionsDiffer(ValueError):
+    """The output holds predictions of these videos made differently (another checkpoint, other options)."""
 
 
 @dataclass
@@ -57,39 +66,74 @@ def report_uri(output: str, shard: int, num_shards: int, videos: list[str]) -> s
     return storage.join(output, REPORTS_DIR, f"infer-{shard:04d}-of-{num_shards:04d}-{digest}.json")
 
 
+def prediction_key(*, checkpoint_sha256: str | None, model_config: str, use_all_masks: bool,
+                   track_later_objects: bool, apply_postprocessing: bool) -> dict:
+    """What determines a video's predictions, less its inputs (added per video): the weights (by content, so a
+    copy of a checkpoint elsewhere is the same checkpoint), the model config and the options that change the
+    masks. The device and ``compile`` are recorded in the marker but not compared."""
+    return {"format": provenance.INFER_FORMAT, "checkpoint_sha256": checkpoint_sha256, "model_config": model_config,
+            "use_all_masks": use_all_masks, "track_later_objects": track_later_objects,
+            "apply_postprocessing": apply_postprocessing}
+
+
 def infer(checkpoint: str, model_config: str, frames: str, masks: str, output: str, videos: list[str] | None = None,
           shard: int = 0, num_shards: int = 1, use_all_masks: bool = False, track_later_objects: bool = False,
           device: str = "auto", compile: bool = False, max_failures: int = 0, apply_postprocessing: bool = False,
-          workers: int = 8) -> InferResult:
+          workers: int = 8, overwrite: bool = False) -> InferResult:
     """Segment every video of shard ``shard`` of ``num_shards`` (of ``videos``, default all under the roots).
 
     With ``num_shards > 1`` each call plans the same balanced shards (frames x objects) and takes its own; the
     pipeline instead plans once (``savflow plan-shards``) and hands each pod its list with one shard.
+    Predictions in ``output`` made differently raise :class:`PredictionsDiffer`, unless ``overwrite``.
     """
     for video in videos or []:
         savformat.check_name(video)
     selected = shard_plan.shard_videos(frames, masks, videos, shard, num_shards)
     report = FailureReport(step="infer", total=len(selected))
     uri = report_uri(output, shard, num_shards, selected)
-    done = markers.done_units(output)
-    todo = [v for v in selected if v not in done]
-    report.skipped = len(selected) - len(todo)
-    log.info("infer shard %d/%d: %d videos, %d already complete", shard, num_shards, len(selected),
-             report.skipped)
-    if todo:
-        loaded = build_predictor(checkpoint, model_config, device=device, compile=compile,
-                                 apply_postprocessing=apply_postprocessing)
-        settings = {"checkpoint": checkpoint, "model_config": model_config, "use_all_masks": use_all_masks,
-                    "track_later_objects": track_later_objects, "device": str(loaded.device),
-                    "compiled": loaded.compiled, "hole_filling": loaded.hole_filling}
-        _run(loaded, todo, Sources.resolve(frames, masks), output, report, settings, workers=workers)
+    sources = Sources.resolve(frames, masks)
+    with tempfile.TemporaryDirectory(prefix="savflow-infer-weights-") as weights_dir:
+        local = local_checkpoint(checkpoint, Path(weights_dir)) if checkpoint and selected else None
+        base = prediction_key(checkpoint_sha256=sha256_file(local) if local else None, model_config=model_config,
+                              use_all_masks=use_all_masks, track_later_objects=track_later_objects,
+                              apply_postprocessing=apply_postprocessing)
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="inputs") as pool:
+            keys = {v: {**base, "inputs": inputs} for v, inputs in zip(selected, pool.map(sources.identity, selected))}
+        todo = _plan(output, selected, keys, overwrite=overwrite)
+        report.skipped = len(selected) - len(todo)
+        log.info("infer shard %d/%d: %d videos, %d already complete", shard, num_shards, len(selected),
+                 report.skipped)
+        if todo:
+            loaded = build_predictor(checkpoint, model_config, device=device, compile=compile,
+                                     apply_postprocessing=apply_postprocessing, local_file=local)
+            settings = {"checkpoint": checkpoint, "model_config": model_config, "use_all_masks": use_all_masks,
+                        "track_later_objects": track_later_objects, "device": str(loaded.device),
+                        "compiled": loaded.compiled, "hole_filling": loaded.hole_filling}
+            _run(loaded, todo, sources, output, report, settings, keys, workers=workers)
     report.write(uri)
     log.info("%s; report at %s", report.summary(), uri)
     return InferResult(videos=selected, report=report, report_uri=uri, exit_code=report.exit_code(max_failures))
 
 
+def _plan(output: str, selected: list[str], keys: dict[str, dict], *, overwrite: bool) -> list[str]:
+    """The videos to predict: unmarked ones, and (with ``overwrite``) those marked with another key, whose
+    markers are removed first; without ``overwrite`` those raise :class:`PredictionsDiffer`."""
+    done = markers.done_units(output)
+    found = markers.read_markers(output, [v for v in selected if v in done])
+    diffs = {v: provenance.differences(provenance.key_of(payload), keys[v]) for v, payload in found.items()}
+    diffs = {v: d for v, d in diffs.items() if d}
+    if diffs and not overwrite:
+        raise PredictionsDiffer(f"{output}: predictions of {provenance.summarize(diffs)}; write them to another "
+                                "output, or pass --overwrite to predict those videos again")
+    for video in diffs:
+        markers.clear_marker(output, video)
+    if diffs:
+        log.warning("infer: predicting again %s (--overwrite)", provenance.summarize(diffs))
+    return [v for v in selected if v not in found or v in diffs]
+
+
 def _run(loaded: LoadedPredictor, videos: list[str], sources: Sources, output: str, report: FailureReport,
-         settings: dict, *, workers: int) -> None:
+         settings: dict, keys: dict[str, dict], *, workers: int) -> None:
     with tempfile.TemporaryDirectory(prefix="savflow-infer-") as tmp, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch") as prefetch:
         scratch = Path(tmp)
@@ -113,9 +157,11 @@ def _run(loaded: LoadedPredictor, videos: list[str], sources: Sources, output: s
                 out_dir = scratch / video / "pred"
                 stats = _segment(loaded, frames_dir, masks, out_dir, settings)
                 stage = "upload"
+                storage.delete_prefix(storage.join(output, video))  # an earlier attempt's PNGs
                 uploaded = storage.upload_tree(out_dir, storage.join(output, video), workers=workers)
                 markers.write_marker(output, video, {
-                    **settings, "video": video, "objects": stats.objects, "frames": stats.frames,
+                    **settings, provenance.KEY_FIELD: keys[video], "video": video, "objects": stats.objects,
+                    "frames": stats.frames,
                     "frames_tracked": stats.frames_tracked, "pngs": uploaded.files, "seconds": stats.seconds,
                 })
                 report.done += 1

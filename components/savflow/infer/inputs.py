@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
-from savflow.common import markers, storage
+from savflow.common import markers, provenance, storage
+from savflow.common.storage_stat import ObjectStat
 from savflow.common.failures import FailureReport
 from savflow.common.savformat import FRAMES_DIR, MASKS_DIR, check_name
 from savflow.common.materialize import staged_split_of
@@ -43,7 +45,7 @@ class Sources:
     frames: str
     masks: str
     split: str | None  # the staged split root, when there is one
-    staged: frozenset[str] = frozenset()
+    staged: Mapping[str, ObjectStat] = field(default_factory=dict)  # staged video -> its marker's identity
 
     @classmethod
     def resolve(cls, frames: str, masks: str) -> "Sources":
@@ -51,8 +53,24 @@ class Sources:
         frames, masks = frames.rstrip("/"), masks.rstrip("/")
         staged = staged_split_of(frames)
         if staged is not None:
-            return cls(frames, masks, staged[0], frozenset(staged[1]))
+            return cls(frames, masks, staged[0], staged[1])
         return cls(frames, masks, None)
+
+    def identity(self, video: str) -> dict[str, Any]:
+        """What identifies a video's inputs now: its staged marker's size and version (staging it again
+        rewrites it), plus, for masks from another root or inputs that are not staged, a digest of every input
+        object's name, size and version (one listing per root)."""
+        out: dict[str, Any] = {}
+        roots = [self.masks] if self.split is not None else [self.frames, self.masks]
+        if self.split is not None:
+            stat = self.staged.get(video)
+            out["staged"] = None if stat is None else {"size": stat.size, "version": stat.version}
+            if self.masks_from_split:
+                roots = []
+        for root in roots:
+            rows = sorted((n, st.size, st.version) for n, st in storage.list_stats(storage.join(root, video)).items())
+            out[root] = provenance.digest(rows)
+        return out
 
     @property
     def masks_from_split(self) -> bool:

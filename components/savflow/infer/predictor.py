@@ -110,8 +110,9 @@ def local_checkpoint(checkpoint: str, scratch: Path) -> Path:
 
 
 def build_predictor(checkpoint: str | None, model_config: str, *, device: str = "auto", compile: bool = False,
-                    apply_postprocessing: bool = False) -> LoadedPredictor:
-    """Build the video predictor on ``device`` with the checkpoint's weights (random init when None).
+                    apply_postprocessing: bool = False, local_file: Path | None = None) -> LoadedPredictor:
+    """Build the video predictor on ``device`` with the checkpoint's weights (random init when None);
+    ``local_file`` is the checkpoint already fetched (else it is fetched here).
 
     ``compile`` selects sam2's ``SAM2VideoPredictorVOS`` (``vos_optimized=True``), which compiles the image
     encoder, memory attention/encoder and SAM heads with ``torch.compile``; the first video pays for it.
@@ -128,7 +129,7 @@ def build_predictor(checkpoint: str | None, model_config: str, *, device: str = 
         torch.backends.cudnn.allow_tf32 = True
     with tempfile.TemporaryDirectory(prefix="savflow-predictor-") as tmp:
         scratch = Path(tmp)
-        ckpt = str(local_checkpoint(checkpoint, scratch)) if checkpoint else None
+        ckpt = str(local_file or local_checkpoint(checkpoint, scratch)) if checkpoint else None
         with config_name(model_config, scratch) as name:
             try:
                 model = build_sam2_video_predictor(

@@ -91,7 +91,7 @@ def build_spec(*, image: str, config: str, train_frames: str, train_annotations:
 
 def sized_scratch(requested: str, *, train_frames: str, train_annotations: str, file_list: str) -> str:
     """The per-node scratch volume for this training set (see :mod:`savflow.launch.scratch`), logged."""
-    videos = data.list_training_videos(train_frames, train_annotations, file_list or None)
+    videos = list(data.describe_source(train_frames, train_annotations, file_list or None).videos)
     nbytes = scratch.staged_bytes(train_frames, videos)
     size = scratch.scratch_size(requested, nbytes)
     log.info("training data: %d videos, %.1f GiB staged; scratch volume per node %s%s", len(videos),

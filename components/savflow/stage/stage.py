@@ -12,10 +12,11 @@
   (every ``sample_rate``-th frame, all masks), not re-encoded.
 
 Each video is written whole, then marked complete (:mod:`savflow.common.markers`, the marker also being the
-index, see :mod:`savflow.common.staged`, and recording whether masks were written). A re-run skips marked videos
-and redoes the others from scratch, so a killed run costs only the videos in flight; a train run with masks also
-redoes the videos marked without them (their marker is removed first, so readers never see a half-replaced
-video). A video that cannot be staged (missing or malformed annotation, corrupt or truncated mp4, a frame count
+index, see :mod:`savflow.common.staged`, and recording the video's key: its source objects' sizes and versions,
+sample rate, JPEG quality, layout, masks and output format, :func:`savflow.stage.plan.video_key`). A re-run skips
+the marked videos with the same key and redoes the others from scratch, so a killed run costs only the videos in
+flight, and output made differently is never reported "already complete": a video marked with another key is
+unmarked first, so readers never see a half-replaced video, and the files its old marker lists are deleted. A video that cannot be staged (missing or malformed annotation, corrupt or truncated mp4, a frame count
 that disagrees with ``video_frame_count``) is recorded in the shard's report and the others go on; the result's
 ``exit_code`` is non-zero when more than ``max_failures`` failed.
 
@@ -37,17 +38,18 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from tqdm import tqdm
 
-from savflow.common import markers, savformat, storage
+from savflow.common import markers, provenance, savformat, storage
 from savflow.common import staged as lay
 from savflow.common.cpus import available_cpus
 from savflow.common.failures import Failure, FailureReport
 from savflow.stage.overlap import Phases, run_overlapped
-from savflow.stage.plan import check_args, check_sample_rate, plan_shard
+from savflow.stage.plan import check_args, check_sample_rate, plan_shard, video_key
 from savflow.stage.raw_split import scan_source
 from savflow.stage.video_builders import Fetched, VideoFailed, stager_for
 
@@ -65,6 +67,7 @@ class StageResult:
     videos: list[str]
     staged: list[str]
     skipped: list[str]
+    redone: dict[str, list[str]]  # staged again because they had been made differently: what differed
     failures: list[Failure]
     frames_written: int
     frames_decoded: int
@@ -74,8 +77,9 @@ class StageResult:
 
     def summary(self) -> str:
         rate = self.frames_decoded / self.seconds if self.seconds > 0 else 0.0
+        redone = f" ({len(self.redone)} of them made differently before)" if self.redone else ""
         return (f"stage shard {self.shard} of {self.num_shards} ({self.split}, {self.layout} layout): "
-                f"{len(self.videos)} videos: {len(self.staged)} staged, {len(self.skipped)} already complete, "
+                f"{len(self.videos)} videos: {len(self.staged)} staged{redone}, {len(self.skipped)} already complete, "
                 f"{len(self.failures)} failed; {self.frames_written} frames written, {self.frames_decoded} read "
                 f"in {self.seconds:.1f} s ({rate:.1f} frames/s); report {self.report_uri}")
 
@@ -93,8 +97,8 @@ def stage(source: str, dest: str, videos: list[str] | None = None, shard: int = 
     directly). ``workers`` threads encode JPEGs (default: the CPUs this process may use); ``scratch`` is the
     local folder for downloads and archives being built (default: the system temp folder).
     ``masks``: for a train split, also write ``Annotations_6fps/{video}/{obj:03d}/{frame:05d}.png`` from the
-    manual annotation (val/test always have them); needs a ``sample_rate`` that keeps the annotated frames, and
-    redoes the videos of this shard that were staged without masks.
+    manual annotation (val/test always have them); needs a ``sample_rate`` that keeps the annotated frames.
+    A complete video is skipped only when its marker's key equals this run's; the others are redone.
     Writes ``{dest}/_reports/stage-shard-{K}-of-{N}.json`` and ``{dest}/file_list.txt`` (every complete video).
     """
     check_args(shard, num_shards, sample_rate, jpeg_quality, layout, max_failures)
@@ -105,17 +109,20 @@ def stage(source: str, dest: str, videos: list[str] | None = None, shard: int = 
     layout = layout or ("tar" if src.kind == "train" else "dir")
     available = set(src.videos())
     workers = workers or available_cpus()
-    plan = plan_shard(src, dest, videos, shard, num_shards, masks=masks, workers=workers)
-    mine, skipped, todo, restage = plan.mine, plan.skipped, plan.todo, plan.restage
+    key_of = partial(video_key, src, layout=layout, sample_rate=sample_rate, jpeg_quality=jpeg_quality, masks=masks)
+    plan = plan_shard(src, dest, videos, shard, num_shards, key_of=key_of, workers=workers)
+    mine, skipped, todo = plan.mine, plan.skipped, plan.todo
     report = FailureReport("stage", total=len(mine), skipped=len(skipped))
-    log.info("stage shard %d of %d: %d videos from %s (%s), %d already complete, %d to redo with masks, %s layout, "
-             "sample rate %d", shard, num_shards, len(mine), source, src.kind, len(skipped), len(restage), layout,
-             sample_rate)
+    log.info("stage shard %d of %d: %d videos from %s (%s), %d already complete, %d to redo, %s layout, "
+             "sample rate %d", shard, num_shards, len(mine), source, src.kind, len(skipped), len(plan.restage),
+             layout, sample_rate)
+    if plan.differences:
+        log.warning("stage: redoing complete videos %s", provenance.summarize(plan.differences))
     staged: list[str] = []
     frames_written = 0
     scratch_root = Path(tempfile.mkdtemp(prefix="savflow-stage-", dir=scratch))
     stager = stager_for(src, dest, layout=layout, sample_rate=sample_rate, jpeg_quality=jpeg_quality, masks=masks,
-                     workers=workers, scratch=scratch_root, restage=restage)
+                        workers=workers, scratch=scratch_root, restage=plan.restage, key_of=key_of)
     bar = tqdm(total=len(todo), desc=f"stage {shard}-of-{num_shards}", unit="video", disable=not progress,
                mininterval=0.5 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
 
@@ -162,7 +169,8 @@ def stage(source: str, dest: str, videos: list[str] | None = None, shard: int = 
     storage.write_text(storage.join(dest, lay.FILE_LIST), savformat.format_video_list(complete))
     report_uri = storage.join(dest, lay.report_name(shard, num_shards))
     report.write(report_uri)
-    result = StageResult(src.kind, layout, shard, num_shards, mine, staged, skipped, list(report.failures),
+    redone = {v: plan.differences[v] for v in staged if v in plan.differences}
+    result = StageResult(src.kind, layout, shard, num_shards, mine, staged, skipped, redone, list(report.failures),
                          frames_written, stager.frames_decoded, time.monotonic() - started, report_uri,
                          report.exit_code(max_failures))
     log.info("%s", result.summary())

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from savflow.common import markers, savformat, storage
+from savflow.common import markers, provenance, savformat, storage
+from savflow.common import staged as lay
 from savflow.stage import writers
 from savflow.stage.decode import SampledFrames, VideoDecodeError, encode_jpeg
 from savflow.stage.ordered_map import ordered_map
@@ -64,10 +65,11 @@ class VideoStager(abc.ABC):
     split; what they share (pools, writers, publication) is here."""
 
     def __init__(self, source: TrainSource | ValSource, dest: str, *, layout: str, sample_rate: int,
-                 jpeg_quality: int, masks: bool, workers: int, scratch: Path, restage: set[str]) -> None:
+                 jpeg_quality: int, masks: bool, workers: int, scratch: Path, restage: dict[str, dict[str, Any]],
+                 key_of: Callable[[str], dict[str, Any]]) -> None:
         self.source, self.dest, self.layout = source, dest, layout
         self.sample_rate, self.jpeg_quality, self.masks = sample_rate, jpeg_quality, masks
-        self.restage = restage
+        self.restage, self.key_of = restage, key_of
         self.scratch = scratch
         self.cpu = ThreadPoolExecutor(workers, thread_name_prefix="stage-encode")
         self.io_workers = max(8, 4 * workers)
@@ -79,9 +81,28 @@ class VideoStager(abc.ABC):
         self.cpu.shutdown(cancel_futures=True)
         self.io.shutdown(cancel_futures=True)
 
-    @abc.abstractmethod
     def fetch(self, video: str) -> Fetched | None:
-        """A video's inputs, fetched ahead of its build (None where there is nothing to fetch)."""
+        """A video's inputs, fetched ahead of its build (None where there is nothing to fetch); a video made
+        differently before is unmarked and its old files deleted first."""
+        savformat.check_name(video)
+        if video in self.restage:
+            self._unstage(video, self.restage[video])
+        return self._fetch(video)
+
+    @abc.abstractmethod
+    def _fetch(self, video: str) -> Fetched | None:
+        """The kind's own inputs of a video."""
+
+    def _unstage(self, video: str, old: dict[str, Any]) -> None:
+        """Remove a video staged with another key: its marker first (readers stop trusting it), then the files
+        the marker lists, so no file of the old settings (a frame another sample rate kept) survives."""
+        try:
+            names = ([lay.archive_name(video)] if "archive" in old else
+                     [lay.check_member(entry["name"], video) for entry in old.get("files", [])])
+            markers.clear_marker(self.dest, video)
+            list(self.io.map(lambda name: storage.delete(storage.join(self.dest, name)), names))
+        except (storage.StorageError, savformat.SavFormatError, KeyError, TypeError) as exc:
+            raise VideoFailed("marker", str(exc)) from exc
 
 
     @abc.abstractmethod
@@ -100,7 +121,8 @@ class VideoStager(abc.ABC):
             built.writer.abort()
             raise
         payload = {**built.payload, **extra, "video": video, "layout": self.layout, "sample_rate": self.sample_rate,
-                   "files": built.writer.files, "staged_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                   "files": built.writer.files, provenance.KEY_FIELD: self.key_of(video),
+                   "staged_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         try:
             markers.write_marker(self.dest, video, payload)
         except storage.StorageError as exc:
@@ -122,13 +144,7 @@ class TrainVideos(VideoStager):
     """A train split: ``{video}.mp4`` + ``{video}_manual.json`` -> every ``sample_rate``-th frame as JPEG, the
     annotation, and (with ``masks``) the per-object PNGs of every annotated frame."""
 
-    def fetch(self, video: str) -> Fetched:
-        savformat.check_name(video)
-        if video in self.restage:
-            try:
-                markers.clear_marker(self.dest, video)
-            except storage.StorageError as exc:
-                raise VideoFailed("marker", str(exc)) from exc
+    def _fetch(self, video: str) -> Fetched:
         annotation, ann = self._read_annotation(video)
         mp4, scratch_copy = self._local_mp4(video)
         return Fetched(annotation, ann, mp4, scratch_copy)
@@ -241,8 +257,7 @@ class ValVideos(VideoStager):
     """A val/test split: its JPEGs and per-object PNGs copied byte for byte (every ``sample_rate``-th frame,
     all masks), after checking that the video's files are consistent."""
 
-    def fetch(self, video: str) -> None:
-        savformat.check_name(video)
+    def _fetch(self, video: str) -> None:
         return None
 
     def build(self, video: str, fetched: Fetched | None) -> Built:

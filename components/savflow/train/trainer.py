@@ -48,6 +48,7 @@ class SavflowSettings:
     keep_last: int = 3
     save_every: int = 1
     config_name: str = ""
+    run_key: dict[str, Any] = field(default_factory=dict)  # savflow.train.run_key, recorded with each checkpoint
     resume: dict[str, Any] = field(default_factory=dict)  # a checkpoints.ResumePlan as a dict
 
 
@@ -123,7 +124,8 @@ class SavflowTrainer(Trainer):
         metrics.write_text(json.dumps(self._metrics(status="running", latest=info), indent=1))
         checkpoints.publish_checkpoint(
             self.savflow.experiment_dir, trainer_state=save_dir / f"{checkpoints.TRAINER_STATE}",
-            model_only=model_only, step=step, epoch=int(epoch), keep_last=self.savflow.keep_last, metrics=metrics)
+            model_only=model_only, step=step, epoch=int(epoch), keep_last=self.savflow.keep_last, metrics=metrics,
+            run_key=self.savflow.run_key)
         self._write_metrics(status="running", latest=info)
 
     def run(self) -> None:

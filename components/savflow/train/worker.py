@@ -6,7 +6,8 @@ The sam2 ``training/train.py`` entry cannot run in a PyTorchJob (it sets ``MASTE
 1. reads its place in the job from the torchrun variables (:mod:`savflow.train.distenv`) and sets its thread
    count to ``OMP_NUM_THREADS`` or an even share of the node's cores;
 2. decides how to start from what the experiment directory holds (``--resume auto|never|URI``,
-   :func:`savflow.common.checkpoints.plan_resume`) and logs the decision;
+   :func:`savflow.common.checkpoints.plan_resume`: ``auto`` continues only checkpoints made by this same run,
+   :mod:`savflow.train.run_key`) and logs the decision;
 3. gets the node's local copy of the staged data (local rank 0 fetches, the others wait) and its own copies of
    the checkpoint to resume from or the initial weights (``--checkpoint``), from any storage URI;
 4. composes the Hydra config (ours and sam2's resolve by name), points it at those local files and at a private
@@ -31,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 from savflow.common import checkpoints, deployment, storage
 from savflow.common.cpus import available_cpus
-from savflow.train import data, distenv
+from savflow.train import data, distenv, run_key
 
 log = logging.getLogger("savflow.train")
 
@@ -58,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "never: start fresh and refuse an experiment with checkpoints; or the URI of a "
                              "trainer checkpoint to start from (default: auto)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="with --resume never or URI: delete the experiment's existing checkpoints")
+                        help="delete the experiment's existing checkpoints and start over: with --resume never or "
+                             "URI, any; with --resume auto, only those made by another run (other config, "
+                             "overrides, data or starting weights)")
     parser.add_argument("--batch-size", type=int, help="videos per process and step (scratch.train_batch_size)")
     parser.add_argument("--epochs", type=int, help="data epochs (scratch.num_epochs)")
     parser.add_argument("--phases-per-epoch", type=int,
@@ -220,17 +223,21 @@ def run(args: argparse.Namespace) -> int:
     threads = _set_threads(env)
     log.info("process %d of %d (local %d of %d) on %s, %d threads, master %s:%d", env.rank, env.world_size,
              env.local_rank, env.local_world_size, device, threads, env.master_addr, env.master_port)
+    source = data.describe_source(args.train_frames, args.train_annotations, args.file_list)
+    overrides = hydra_overrides(args)
+    cfg = compose_training_config(args.config, overrides)
+    key = run_key.run_key(config_name=args.config, overrides=overrides, cfg=cfg, data=source,
+                          init_weights=args.checkpoint)
     try:
-        plan = checkpoints.plan_resume(args.experiment_dir, args.resume, overwrite=args.overwrite)
+        plan = checkpoints.plan_resume(args.experiment_dir, args.resume, overwrite=args.overwrite, run_key=key)
     except checkpoints.ExperimentExistsError as exc:
         log.error("%s", exc)
         return 2
     log.info("%s", plan.describe(args.experiment_dir))
 
     scratch = _scratch_root(args)
-    train_data = data.prepare_node_data(
-        frames_uri=args.train_frames, annotations_uri=args.train_annotations, file_list_uri=args.file_list,
-        scratch=scratch, node_leader=env.is_node_leader, timeout_s=args.data_timeout)
+    train_data = data.prepare_node_data(source, scratch=scratch, node_leader=env.is_node_leader,
+                                        timeout_s=args.data_timeout)
     run_dir = scratch / "runs" / hashlib.sha256(args.experiment_dir.encode()).hexdigest()[:12] / f"rank{env.rank}"
     shutil.rmtree(run_dir, ignore_errors=True)  # never let the trainer find a stale checkpoint.pt
     (run_dir / "checkpoints").mkdir(parents=True)
@@ -246,11 +253,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("initial weights: random initialisation (no --checkpoint)")
 
     settings = {"experiment_dir": args.experiment_dir, "keep_last": args.keep_last, "save_every": args.save_every,
-                "config_name": args.config, "resume": {"kind": plan.kind, "checkpoint": plan.checkpoint,
-                                                       "step": plan.step, "epoch": plan.epoch,
-                                                       "existing_step": plan.existing_step,
-                                                       "explicit": plan.explicit}}
-    cfg = compose_training_config(args.config, hydra_overrides(args))
+                "config_name": args.config, "run_key": key,
+                "resume": {"kind": plan.kind, "checkpoint": plan.checkpoint, "step": plan.step, "epoch": plan.epoch,
+                           "existing_step": plan.existing_step, "explicit": plan.explicit}}
     adapt_config(cfg, device=device, train_data=train_data, run_dir=run_dir, init_checkpoint=init_checkpoint,
                  settings=settings)
     return _train(cfg, env=env, device=device, experiment_dir=args.experiment_dir)
