@@ -82,3 +82,31 @@ def store_root(request, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def sample_manual_json() -> Path:
     return DATA / "sav_sample" / "sav_000001_manual.json"
+
+
+@pytest.fixture()
+def faulty_gcs(gcs_emulator: str, gcs_bucket: str, monkeypatch):
+    """A fresh emulator bucket seen through a :class:`fault_proxy.FaultProxy` (15% faults, seed 0; tests may
+    change ``proxy.rate``), with the retry backoff of :mod:`savflow.common.storage_gcs` cut to milliseconds;
+    yields ``(proxy, "gs://bucket")``."""
+    from fault_proxy import FaultProxy
+    from savflow.common import storage_gcs
+
+    with FaultProxy(gcs_emulator, rate=0.15, seed=0, stall_s=0.2) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        monkeypatch.setattr(storage_gcs, "_clients", {})  # a fresh client that sees the proxy
+        monkeypatch.setattr(storage_gcs, "RETRY_INITIAL_S", 0.01)
+        monkeypatch.setattr(storage_gcs, "RETRY_MAXIMUM_S", 0.1)
+        monkeypatch.setattr(storage_gcs, "RETRY_DEADLINE_S", 30.0)
+        yield proxy, gcs_bucket
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The reliability table of this run (tests/reliability.py), when tests recorded figures."""
+    import reliability
+
+    lines = reliability.table()
+    if lines:
+        terminalreporter.section("reliability (issue 12): faults, kills and bad inputs")
+        for line in lines:
+            terminalreporter.write_line(line)

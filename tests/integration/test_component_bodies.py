@@ -116,11 +116,15 @@ def test_train_component_local_backend(tmp_path: Path, model: str) -> None:
     metrics = _artifact(Metrics, "train_metrics", tmp_path)
     curve = _artifact(HTML, "loss_curve.html", tmp_path)
     exp = str(tmp_path / "exp")
-    uri = train.python_func(image="ghcr.io/savflow/savflow:0.1.0", config="sam2.1_tiny128_sav_finetune",
-                            train_frames=paths.frames, train_annotations=paths.annotations, experiment_dir=exp,
-                            run_id="run-1", train_metrics=metrics, loss_curve=curve, node_selector={},
-                            tolerations=[], checkpoint=model, epochs=1, backend="local", gpus_per_node=0,
-                            overrides=["scratch.num_frames=3", "dataset.multiplier=1"])
+    params = dict(image="ghcr.io/savflow/savflow:0.1.0", config="sam2.1_tiny128_sav_finetune",
+                  train_frames=paths.frames, train_annotations=paths.annotations, experiment_dir=exp,
+                  run_id="run-1", train_metrics=metrics, loss_curve=curve, node_selector={},
+                  tolerations=[], checkpoint=model, epochs=1, backend="local", gpus_per_node=0,
+                  overrides=["scratch.num_frames=3", "dataset.multiplier=1"])
+    uri = train.python_func(**params)
     assert uri == checkpoints.read_latest_pointer(exp).model and storage.exists(uri)
     assert metrics.metadata["steps"] >= 1
     assert "<svg" in Path(curve.path).read_text()
+    # Another run into this experiment (other overrides) fails in the step itself, before any job or torchrun.
+    with pytest.raises(checkpoints.ExperimentExistsError, match="made by another run: config_digest: .*overrides"):
+        train.python_func(**{**params, "overrides": ["scratch.num_frames=2", "dataset.multiplier=1"]})

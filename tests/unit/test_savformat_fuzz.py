@@ -8,6 +8,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import reliability
 from savflow.common import savformat
 
 H, W = 6, 5
@@ -31,7 +32,9 @@ def _check(doc: object) -> None:
     try:
         savformat.parse_manual_json(doc if isinstance(doc, (bytes, str)) else json.dumps(doc), file="x_manual.json")
     except savformat.SavFormatError as exc:
-        assert exc.file == "x_manual.json" and exc.field != "?" or exc.field == "(document)", str(exc)
+        named = exc.file == "x_manual.json" and exc.field != "?" or exc.field == "(document)"
+        reliability.bad_input("stage", rejected_with_name=named)
+        assert named, str(exc)
 
 
 def _accepted_counts(counts: object) -> bool:

@@ -19,16 +19,22 @@ import io
 import json
 import math
 import re
+import struct
+import zlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import numpy as np
+# numpy, like PIL and pycocotools, is imported in the functions that make arrays: the layout, name and list
+# helpers here are imported by every `savflow` command, which must start without it (tests/unit/test_cli_imports.py).
+if TYPE_CHECKING:
+    import numpy as np
 
 ANN_EVERY = 4
 FRAMES_DIR = "JPEGImages_24fps"
 MASKS_DIR = "Annotations_6fps"
 ANNOTATIONS_DIR = "annotations"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_IHDR = struct.Struct(">IIBBBBB")
 
 
 class SavFormatError(ValueError):
@@ -230,6 +236,7 @@ def decode_rle(rle: dict) -> np.ndarray:
 
 def encode_rle(mask: np.ndarray) -> dict:
     """``(H, W)`` mask -> compressed COCO RLE with ``counts`` as text (as in SA-V JSON)."""
+    import numpy as np
     from pycocotools import mask as mask_utils
 
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -250,6 +257,8 @@ def manual_to_object_pngs(ann: ManualAnnotation) -> Iterator[tuple[str, bytes]]:
     Like SA-V val/test, every object gets a PNG on every annotated frame, all zeros where it is absent
     (``null`` in the JSON), so the evaluator sees the same frame list for every object.
     """
+    import numpy as np
+
     empty = np.zeros((ann.height, ann.width), dtype=bool)
     for frame, objs in zip(ann.annotated_frames, ann.masklet):
         for obj_id, rle in zip(ann.masklet_ids, objs):
@@ -277,6 +286,7 @@ DAVIS_PALETTE = _davis_palette()
 
 def encode_object_png(mask: np.ndarray) -> bytes:
     """One object's binary mask as a palette PNG holding 0/1 (the SA-V val/test and sam2 output format)."""
+    import numpy as np
     from PIL import Image
 
     img = Image.fromarray(mask.astype(bool).astype(np.uint8), mode="P")
@@ -288,6 +298,7 @@ def encode_object_png(mask: np.ndarray) -> bytes:
 
 def encode_palette_png(label: np.ndarray) -> bytes:
     """A DAVIS-style label map (0 background, k = object k) as a palette PNG."""
+    import numpy as np
     from PIL import Image
 
     if label.max(initial=0) > 255:
@@ -299,31 +310,110 @@ def encode_palette_png(label: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def decode_png(data: bytes, *, file: str = "?") -> np.ndarray:
-    """PNG bytes -> the raw ``(H, W)`` uint8 index/grey values (palette indices are not mapped to colours)."""
-    from PIL import Image, UnidentifiedImageError
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MASK_MODES = ("L", "P", "1")
+# (colour type, bit depth) of a PNG header -> the mode PIL opens it in
+_PNG_MODES = {(0, 1): "1", (0, 2): "L", (0, 4): "L", (0, 8): "L", (0, 16): "I;16", (2, 8): "RGB", (2, 16): "RGB;16",
+              (3, 1): "P", (3, 2): "P", (3, 4): "P", (3, 8): "P", (4, 8): "LA", (4, 16): "LA;16", (6, 8): "RGBA",
+              (6, 16): "RGBA;16"}
 
+
+@dataclass(frozen=True)
+class PngInfo:
+    """What a PNG's chunks say, read without inflating its pixels."""
+
+    width: int
+    height: int
+    bit_depth: int
+    colour_type: int
+    interlace: int
+    idat: bytes  # the image data chunks joined: one zlib stream
+
+    @property
+    def mode(self) -> str:
+        return _PNG_MODES[self.colour_type, self.bit_depth]
+
+
+def read_png_chunks(data: bytes, *, file: str = "?", video: str = "?") -> PngInfo:
+    """Check a PNG's structure (signature, IHDR, every chunk whole and matching its CRC, IDAT, IEND) and return
+    its header; empty, foreign, truncated and damaged files are a :class:`SavFormatError` naming the chunk."""
+    def bad(field: str, message: str) -> SavFormatError:
+        return SavFormatError(message, file=file, video=video, field=field)
+
+    if not data:
+        raise bad("(file)", "empty file")
+    if not data.startswith(PNG_SIGNATURE):
+        raise bad("(file)", f"not a PNG: starts with {bytes(data[:8])!r}")
+    if len(data) < 33 or data[8:16] != b"\0\0\0\x0dIHDR":
+        raise bad("IHDR", f"truncated or missing header ({len(data)} bytes)")
+    view, idat = memoryview(data), []
+    pos, end = 8, len(data)
+    while True:
+        if pos + 12 > end:
+            raise bad("IEND", f"truncated: the file ends after {end} bytes, before the IEND chunk")
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        name = kind.decode("latin-1") if kind.isalpha() else "(chunks)"
+        if pos + 12 + length > end:
+            raise bad(name, f"truncated: chunk {kind!r} at byte {pos} needs {12 + length} bytes, the file has "
+                            f"{end - pos} left")
+        if zlib.crc32(view[pos + 4:pos + 8 + length]) != struct.unpack_from(">I", data, pos + 8 + length)[0]:
+            raise bad(name, f"damaged: chunk {kind!r} at byte {pos} does not match its CRC")
+        if kind == b"IDAT":
+            idat.append(view[pos + 8:pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    width, height, depth, colour, compression, filtering, interlace = _IHDR.unpack_from(data, 16)
+    if (colour, depth) not in _PNG_MODES or compression or filtering or interlace > 1 or not width or not height:
+        raise bad("IHDR", f"invalid header: {width}x{height}, colour type {colour}, bit depth {depth}, "
+                          f"compression {compression}, filter {filtering}, interlace {interlace}")
+    if not idat:
+        raise bad("IDAT", "no image data")
+    return PngInfo(width, height, depth, colour, interlace, b"".join(idat))
+
+
+def check_mask_png(data: bytes, *, file: str = "?", video: str = "?") -> PngInfo:
+    """:func:`read_png_chunks` plus the modes a mask may have (L, P or 1): all a byte-for-byte copy can check
+    without decoding."""
+    info = read_png_chunks(data, file=file, video=video)
+    if info.mode not in MASK_MODES:
+        raise SavFormatError(f"mode {info.mode}, want L or P (8-bit grey or palette) or 1 (1-bit)", file=file,
+                             video=video, field="mode")
+    return info
+
+
+def decode_png(data: bytes, *, file: str = "?", video: str = "?") -> np.ndarray:
+    """Mask PNG bytes -> the raw ``(H, W)`` uint8 index/grey values (palette indices are not mapped to colours).
+
+    Only L, P and 1-bit PNGs are masks: any other mode, and a file that is not a PNG or is truncated or damaged,
+    is a :class:`SavFormatError` naming the file, the video and what is wrong (:func:`check_mask_png`)."""
+    import numpy as np
+    from PIL import Image
+
+    check_mask_png(data, file=file, video=video)
     try:
-        img = Image.open(io.BytesIO(data))
-        if img.mode not in ("P", "L", "1"):
-            img = img.convert("L")
-        return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise SavFormatError(f"not a readable PNG: {exc}", file=file, field="(image)") from exc
+        return np.asarray(Image.open(io.BytesIO(data)), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError) \
+            as exc:
+        raise SavFormatError(f"pixels cannot be decoded: {exc}", file=file, video=video, field="IDAT") from exc
 
 
-def decode_object_png(data: bytes, *, file: str = "?") -> np.ndarray:
+def decode_object_png(data: bytes, *, file: str = "?", video: str = "?") -> np.ndarray:
     """A per-object PNG -> bool mask (any non-zero value is foreground)."""
-    return decode_png(data, file=file) > 0
+    return decode_png(data, file=file, video=video) > 0
 
 
 def palette_to_objects(label: np.ndarray) -> dict[int, np.ndarray]:
     """DAVIS label map -> ``{obj_id: mask}``, obj_id = label value - 1 (0-based like the SA-V folders)."""
+    import numpy as np
+
     return {int(v) - 1: label == v for v in np.unique(label) if v != 0}
 
 
 def objects_to_palette(masks: dict[int, np.ndarray]) -> np.ndarray:
     """``{obj_id: mask}`` -> DAVIS label map; later (higher) ids win where masks overlap."""
+    import numpy as np
+
     shape = next(iter(masks.values())).shape
     label = np.zeros(shape, dtype=np.uint8)
     for obj_id in sorted(masks):

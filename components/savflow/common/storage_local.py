@@ -75,7 +75,7 @@ def write_bytes(uri: str, data: bytes, *, create_only: bool = False) -> None:
 
 
 def exists(uri: str) -> bool:
-    return local_path(uri).exists()
+    return _mapped(uri, local_path(uri).exists)
 
 
 def delete(uri: str, *, missing_ok: bool = True) -> None:
@@ -95,6 +95,10 @@ def delete_prefix(uri: str) -> None:
 
 
 def list_prefix(uri: str, *, recursive: bool = True) -> list[str]:
+    return _mapped(uri, _list_prefix, uri, recursive)
+
+
+def _list_prefix(uri: str, recursive: bool) -> list[str]:
     root = local_path(uri)
     if not root.is_dir():
         return []
@@ -115,7 +119,7 @@ def _stat_of(st: os.stat_result) -> ObjectStat:
 
 def list_stats(uri: str) -> dict[str, ObjectStat]:
     root = local_path(uri)
-    return {name: _stat_of((root / name).stat()) for name in list_prefix(uri)}
+    return _mapped(uri, lambda: {name: _stat_of((root / name).stat()) for name in list_prefix(uri)})
 
 
 def stat(uri: str) -> ObjectStat:
@@ -127,6 +131,10 @@ def stat(uri: str) -> ObjectStat:
 
 
 def list_children(uri: str) -> tuple[dict[str, ObjectStat], set[str]]:
+    return _mapped(uri, _list_children, uri)
+
+
+def _list_children(uri: str) -> tuple[dict[str, ObjectStat], set[str]]:
     root = local_path(uri)
     if not root.is_dir():
         return {}, set()

@@ -29,6 +29,7 @@ import numpy as np
 
 from savflow.common import storage
 from savflow.common.cpus import available_cpus
+from savflow.common.failures import Failure
 from savflow.common.markers import MARKER_DIR
 from savflow.common.savformat import SavFormatError, check_name, parse_manual_json
 from savflow.evaluate.jf import Box, ObjectScores, bbox
@@ -100,6 +101,7 @@ class EvalResult:
     videos: list[str]
     skipped_videos: list[str] = field(default_factory=list)
     unscored_objects: list[UnscoredObject] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)  # videos not scored for bad input (<= max_failures)
 
     @property
     def global_scores(self) -> Scores:
@@ -240,9 +242,9 @@ def _check_single_object(mask: np.ndarray, box: Box | None, uri: str) -> None:
                           "object per PNG")
 
 
-def _pair(read: Callable[[str], bytes], gt_uri: str, pred_uri: str) -> tuple[np.ndarray, np.ndarray]:
-    gt = decode_mask_png(read(gt_uri), file=gt_uri)
-    pred = decode_mask_png(read(pred_uri), file=pred_uri)
+def _pair(read: Callable[[str], bytes], video: str, gt_uri: str, pred_uri: str) -> tuple[np.ndarray, np.ndarray]:
+    gt = decode_mask_png(read(gt_uri), file=gt_uri, video=video)
+    pred = decode_mask_png(read(pred_uri), file=pred_uri, video=video)
     if gt.shape != pred.shape:
         raise EvaluationError(f"{pred_uri}: shape {pred.shape[0]}x{pred.shape[1]} does not match the ground truth "
                               f"{gt_uri} ({gt.shape[0]}x{gt.shape[1]})")
@@ -256,7 +258,7 @@ def _score_objects_layout(task: _Task, read: Callable[[str], bytes]) -> Iterator
         for frame in frames:
             gt_uri = storage.join(task.gt_root, task.video, obj, frame)
             pred_uri = storage.join(task.pred_root, task.video, obj, frame)
-            gt, pred = _pair(read, gt_uri, pred_uri)
+            gt, pred = _pair(read, task.video, gt_uri, pred_uri)
             gt_box, pred_box = bbox(gt), bbox(pred)
             _check_single_object(gt, gt_box, gt_uri)
             _check_single_object(pred, pred_box, pred_uri)
@@ -279,7 +281,7 @@ def _score_palette_layout(task: _Task, read: Callable[[str], bytes]) -> Iterator
     as the official benchmark reports ground-truth objects only."""
     per_value: dict[int, ObjectScores] = {}
     for frame in task.frames:
-        gt, pred = _pair(read, storage.join(task.gt_root, task.video, frame),
+        gt, pred = _pair(read, task.video, storage.join(task.gt_root, task.video, frame),
                          storage.join(task.pred_root, task.video, frame))
         for value in _labels(gt) | _labels(pred):
             per_value.setdefault(value, ObjectScores())
@@ -290,13 +292,18 @@ def _score_palette_layout(task: _Task, read: Callable[[str], bytes]) -> Iterator
 
 
 def _run_task(task: _Task) -> _Outcome:
-    """Score one video; bad input becomes the outcome's error, so one worker's failure names its file."""
+    """Score one video; bad input becomes the outcome's error, naming the video and the file, so that one bad
+    video neither stops the other workers nor reaches the parent as a traceback."""
     try:
         read = _reader(task)
         score = _score_objects_layout if task.layout == OBJECTS else _score_palette_layout
         scored = list(score(task, read))
     except (EvaluationError, SavFormatError, storage.StorageError) as exc:
-        return _Outcome(task.video, error=str(exc))
+        named = isinstance(exc, SavFormatError) and exc.video == task.video
+        return _Outcome(task.video, error=str(exc) if named else f"video {task.video}: {exc}")
+    except Exception as exc:  # noqa: BLE001  (anything else a bad file can provoke; the reason is kept)
+        log.debug("video %s failed", task.video, exc_info=True)
+        return _Outcome(task.video, error=f"video {task.video}: {type(exc).__name__}: {exc}")
     counts = {obj: len(frames) for obj, frames in task.objects}
     unscored = tuple((obj, _unscored_reason(counts[obj])) for obj, scores in scored
                      if not scores.reported and task.layout == OBJECTS)
@@ -368,7 +375,7 @@ def _select_videos(gt_root: str, pred_root: str, gt_videos: Mapping[str, list[st
 def evaluate(gt_root: str, pred_root: str, videos: list[str] | None = None, *, strict: bool = False,
              skip_first_last: bool = True, num_workers: int | None = None,
              size_buckets: Mapping[str, Mapping[str | int, str]] | None = None,
-             progress: bool = False) -> EvalResult:
+             progress: bool = False, max_failures: int = 0) -> EvalResult:
     """Score ``pred_root`` against ``gt_root`` (storage URIs; see the module docstring for layouts).
 
     ``videos``: the videos to score (all of the ground truth's when None); each must be in the ground truth.
@@ -378,7 +385,10 @@ def evaluate(gt_root: str, pred_root: str, videos: list[str] | None = None, *, s
     ``masklet_size_bucket``, giving :meth:`EvalResult.per_bucket`.
     Raises :class:`EvaluationError` naming the files at fault: a missing prediction PNG, a shape mismatch, a PNG
     that is not readable or holds several objects, a layout that is not one of the two, a name that is not a
-    plain file name."""
+    plain file name. Every video is scored before a bad one fails the run, so the error lists all bad videos.
+    ``max_failures``: up to this many videos with such bad input are left out and listed in
+    :attr:`EvalResult.failures` instead (stage ``plan`` or ``score``), and the others are scored; the default 0
+    fails the run, as the official benchmark does, since a global J&F over fewer videos is another number."""
     start = time.monotonic()
     gt_videos = _group_videos(gt_root, storage.list_prefix(gt_root), ground_truth=True)
     pred_videos = _group_videos(pred_root, storage.list_prefix(pred_root), ground_truth=False)
@@ -387,7 +397,7 @@ def evaluate(gt_root: str, pred_root: str, videos: list[str] | None = None, *, s
                               "that holds the video folders (for SA-V: .../Annotations_6fps)")
     wanted, missing = _select_videos(gt_root, pred_root, gt_videos, pred_videos, videos, strict)
     tasks: list[_Task] = []
-    problems: list[str] = []
+    failures: list[Failure] = []
     for video in wanted:
         if video in missing:
             continue
@@ -395,16 +405,22 @@ def evaluate(gt_root: str, pred_root: str, videos: list[str] | None = None, *, s
             tasks.append(_plan(video, gt_root, pred_root, gt_videos[video], set(pred_videos[video]),
                                skip_first_last))
         except EvaluationError as exc:
-            problems.append(str(exc))
-    _raise_all(problems, "cannot evaluate")
+            failures.append(Failure(video, "plan", str(exc)))
+    if len(failures) > max_failures:
+        _raise_all([f.reason for f in failures], "cannot evaluate")
     if not tasks:
+        _raise_all([f.reason for f in failures], "cannot evaluate")
         raise EvaluationError(f"{pred_root}: no predictions for any of the {len(wanted)} videos")
     outcomes = _run_all(tasks, num_workers or available_cpus(), progress)
-    _raise_all(sorted(o.error for o in outcomes if o.error), "evaluation failed")
     order = {video: i for i, video in enumerate(wanted)}
+    failures += sorted((Failure(o.video, "score", o.error) for o in outcomes if o.error), key=lambda f: order[f.video])
+    if len(failures) > max_failures:
+        _raise_all([f.reason for f in failures], "evaluation failed")
+    for failure in failures:
+        log.error("video %s: not scored (%s): %s", failure.video, failure.stage, failure.reason)
     objects: list[ObjectResult] = []
     unscored: list[UnscoredObject] = []
-    for outcome in sorted(outcomes, key=lambda o: order[o.video]):
+    for outcome in sorted((o for o in outcomes if not o.error), key=lambda o: order[o.video]):
         unscored += [UnscoredObject(outcome.video, obj, reason) for obj, reason in outcome.unscored]
         for obj, scores in outcome.objects:
             j, f = scores.means()
@@ -413,9 +429,10 @@ def evaluate(gt_root: str, pred_root: str, videos: list[str] | None = None, *, s
     for item in unscored:
         log.warning("video %s object %s: not scored: %s", item.video, item.obj, item.reason)
     if not objects:
+        _raise_all([f.reason for f in failures], "evaluation failed")
         raise EvaluationError(f"{gt_root}: no object could be scored")
     return EvalResult(objects, gt_root, pred_root, skip_first_last, time.monotonic() - start, wanted,
-                      [v for v in wanted if v in missing], unscored)
+                      [v for v in wanted if v in missing], unscored, failures)
 
 
 def size_buckets_from_manual(uris: Iterable[str]) -> dict[str, dict[str, str]]:

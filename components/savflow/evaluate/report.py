@@ -51,6 +51,9 @@ def markdown_report(result: EvalResult, *, title: str = "SA-V evaluation") -> st
         lines += ["", note]
     if result.skipped_videos:
         lines += ["", f"Videos without predictions (skipped): {', '.join(result.skipped_videos)}"]
+    if result.failures:
+        lines += ["", "Videos not scored for bad input:", ""]
+        lines += [f"- {f.video}: {f.reason}" for f in result.failures]
     if result.unscored_objects:
         lines += ["", "Objects without a score: " + "; ".join(f"{u.video}/{u.obj}: {u.reason}"
                                                             for u in result.unscored_objects)]

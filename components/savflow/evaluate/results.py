@@ -44,6 +44,13 @@ def video_set_digest(videos: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(set(videos))).encode()).hexdigest()[:16]
 
 
+def scored_videos(result: EvalResult) -> list[str]:
+    """The videos that count in the scores: those asked for, less the skipped (no predictions) and the failed
+    (bad input, within ``max_failures``), so that a partial evaluation never compares with a full one."""
+    left_out = set(result.skipped_videos) | {f.video for f in result.failures}
+    return [v for v in result.videos if v not in left_out]
+
+
 def protocol(result: EvalResult) -> dict[str, Any]:
     """The scoring options that change the numbers (two evaluations compare only under the same ones)."""
     return {"skip_first_last": result.skip_first_last}
@@ -60,9 +67,10 @@ def metrics_dict(result: EvalResult) -> dict[str, Any]:
         "num_objects": len(result.objects),
         "num_object_frames": result.num_frames,
         "skipped_videos": result.skipped_videos,
+        "failed_videos": [{"video": f.video, "stage": f.stage, "reason": f.reason} for f in result.failures],
         "unscored_objects": [{"video": u.video, "obj": u.obj, "reason": u.reason} for u in result.unscored_objects],
         "skip_first_last": result.skip_first_last,
-        "video_set": video_set_digest(result.videos),
+        "video_set": video_set_digest(scored_videos(result)),
         "protocol": protocol(result),
         "gt_root": result.gt_root,
         "pred_root": result.pred_root,
@@ -104,7 +112,8 @@ def summary_text(result: EvalResult, *, table: bool = True) -> str:
         lines.append(f"Size bucket {bucket}: J&F: {s.jf:.1f} J: {s.j:.1f} F: {s.f:.1f} ({s.objects} objects)")
     skipped = f", {len(result.skipped_videos)} skipped (no predictions)" if result.skipped_videos else ""
     unscored = f", {len(result.unscored_objects)} unscored" if result.unscored_objects else ""
-    lines.append(f"Evaluated {len(result.per_video())} videos{skipped}, {len(result.objects)} objects{unscored}, "
+    failed = f", {len(result.failures)} failed (bad input, not scored)" if result.failures else ""
+    lines.append(f"Evaluated {len(result.per_video())} videos{skipped}{failed}, {len(result.objects)} objects{unscored}, "
                  f"{result.num_frames} object-frames; first/last frames "
                  f"{'skipped' if result.skip_first_last else 'kept'}")
     lines.append(f"Global score: J&F: {total.jf:.1f} J: {total.j:.1f} F: {total.f:.1f}")

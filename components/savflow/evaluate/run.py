@@ -52,16 +52,17 @@ def read_size_buckets(uri: str) -> dict:
 def evaluate_to(gt_root: str, pred_root: str, output: str, *, video_list: str = "", annotations_root: str = "",
                 size_buckets_uri: str = "", frames_root: str = "", report_dir: str = "",
                 title: str = "SA-V evaluation", num_workers: int = 1, strict: bool = False,
-                skip_first_last: bool = True, progress: bool = False) -> Evaluation:
+                skip_first_last: bool = True, progress: bool = False, max_failures: int = 0) -> Evaluation:
     """Score ``pred_root`` against ``gt_root`` and write results.csv and metrics.json under ``output``, and
     ``report.md`` + ``report.html`` under ``report_dir`` (default: ``output``). Size buckets come from
     ``size_buckets_uri`` or the manual annotations under ``annotations_root``; the overlay page needs the
-    frames (``frames_root``) and is left out without them."""
+    frames (``frames_root``) and is left out without them. Up to ``max_failures`` videos with bad input are
+    left out and listed instead of failing the evaluation."""
     buckets = (read_size_buckets(size_buckets_uri) if size_buckets_uri else
                size_buckets(annotations_root) if annotations_root else None)
     result = evaluate(gt_root, pred_root, read_video_list(video_list or None), strict=strict,
                       skip_first_last=skip_first_last, num_workers=num_workers, size_buckets=buckets,
-                      progress=progress)
+                      progress=progress, max_failures=max_failures)
     files = write_results(result, output)
     markdown = markdown_report(result, title=title)
     page = html_report(result, Roots(frames=frames_root, gt=gt_root, pred=pred_root), title=title) \

@@ -55,7 +55,7 @@ class InferResult:
 
 def _fetch(sources: Sources, local_root: Path, video: str, workers: int) -> tuple[Path, vos.MaskIndex]:
     frames_dir, masks_dir = sources.fetch(local_root, video, workers=workers)
-    index = vos.MaskIndex.scan(video, masks_dir)
+    index = vos.MaskIndex.scan(video, masks_dir, origin=storage.join(sources.masks, video))
     vos.frame_numbers(frames_dir)  # no frames at all is a fetch failure, not a model one
     return frames_dir, index
 

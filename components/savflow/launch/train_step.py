@@ -99,6 +99,16 @@ def sized_scratch(requested: str, *, train_frames: str, train_annotations: str, 
     return size
 
 
+def check_start(spec: jobspec.TrainJobSpec) -> None:
+    """Make the workers' resume decision here, before any job is created: a run that may not continue the
+    experiment's checkpoints (another config, overrides, data or starting weights) fails now, with the
+    differences named, instead of after its GPUs were scheduled."""
+    from savflow.train import worker
+
+    args = worker.build_parser().parse_args(list(spec.worker_args))
+    log.info("%s", worker.decide_start(args).plan.describe(args.experiment_dir))
+
+
 @dataclass(frozen=True)
 class TrainStepReport:
     """What the KFP component publishes: the checkpoint URI, and its Metrics and HTML artifacts' contents."""
@@ -120,6 +130,7 @@ def train_step(*, backend: str, run_id: str, namespace: str = "", timeout_s: flo
             params.get("scratch_size", ""), train_frames=params["train_frames"],
             train_annotations=params["train_annotations"], file_list=params.get("file_list", ""))
     spec = build_spec(**params)
+    check_start(spec)
     result = run_train_step(spec, backend=backend, run_id=run_id, experiment_dir=params["experiment_dir"],
                             namespace=namespace or None, timeout_s=timeout_s, api_client=api_client, poll_s=poll_s)
     return TrainStepReport(checkpoint=result.checkpoint, step=result.step,

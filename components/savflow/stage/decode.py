@@ -69,9 +69,13 @@ class SampledFrames:
 
     ``frame_count`` is the number of frames in the video seen so far, and the whole count once the iteration
     ends or as soon as ``count_final`` is set (from the start when the grid was read ahead, so a caller can
-    reject a wrong count before decoding); ``width``, ``height`` and ``fps`` are known from the first frame on.
-    A frame the decoder flags as corrupt (it concealed damaged data), or a sampled frame that does not come out,
-    stops the iteration with :class:`VideoDecodeError`, since staging it would train on garbage.
+    reject a wrong count before decoding); ``width``, ``height`` and ``fps`` are known from the first frame on,
+    ``declared_frames`` (what the container's index lists, None when it lists none) once the file is open.
+    A frame the decoder flags as corrupt (it concealed damaged data), a sampled frame that does not come out, or
+    a video without frames stops the iteration with :class:`VideoDecodeError`, since staging it would train on
+    garbage. So does a file cut inside a frame (FFmpeg reads fewer bytes than the index says): at once when
+    frames are skipped; when every frame is decoded, at the end, unless fewer frames came out than the index
+    lists, which the caller's frame count check reports (``truncated_at``: the byte offset of the cut frame).
     """
 
     def __init__(self, path: str | Path, sample_rate: int = 1, *, name: str | None = None) -> None:
@@ -85,37 +89,76 @@ class SampledFrames:
         self.width: int | None = None
         self.height: int | None = None
         self.fps: float | None = None
+        self.declared_frames: int | None = None
+        self.truncated_at: int | None = None
+        self._sent: int | None = None  # frame index of the packet last sent to the decoder (sampled path)
 
     def __iter__(self) -> Iterator[tuple[int, av.VideoFrame]]:
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise VideoDecodeError(self.name, "cannot open: empty file (0 bytes)")
         try:
             container = av.open(str(self.path))
         except av.FFmpegError as exc:
             raise VideoDecodeError(self.name, f"cannot open: {exc}") from exc
         with container:
             if not container.streams.video:
-                raise VideoDecodeError(self.name, "no video stream")
+                kinds = sorted({s.type for s in container.streams})
+                raise VideoDecodeError(self.name, f"no video stream (streams: {', '.join(kinds) or 'none'})")
             stream = container.streams.video[0]
+            self.declared_frames = stream.frames or None
+            if stream.codec_context is None:
+                raise VideoDecodeError(self.name, "no decoder for the video stream: its codec parameters are "
+                                                  "missing (the header is cut short) or the codec is unknown")
             stream.thread_type = "AUTO"
             self.fps = float(stream.average_rate) if stream.average_rate else None
             grid = timestamp_grid(self.path) if self.sample_rate > 1 else None
+            self._sent = self.truncated_at = None
             try:
                 if grid is None:
                     yield from self._decode_all(container, stream)
                 else:
                     yield from self._decode_sampled(container, stream, grid)
-                self.count_final = True
             except av.FFmpegError as exc:
-                raise VideoDecodeError(self.name, f"decode failed: {exc}", frame=self.frame_count) from exc
+                at = self.frame_count if self._sent is None else self._sent
+                reason = f"decode failed: {exc}" if self.truncated_at is None else self._cut_short(self.truncated_at)
+                raise VideoDecodeError(self.name, reason, frame=at) from exc
+            if not self.frame_count:
+                raise VideoDecodeError(self.name, f"no video frames{self._truncated()}")
+            if self.truncated_at is not None and self.frame_count >= (self.declared_frames or 0):
+                raise VideoDecodeError(self.name, self._cut_short(self.truncated_at))
+            self.count_final = True
+
+    def _truncated(self) -> str:
+        """What the index says, for errors about data missing from the file."""
+        if self.declared_frames is None:
+            return ""
+        return f" (the container's index lists {self.declared_frames} frames: the file is truncated)"
+
+    def _cut_short(self, pos: int | None) -> str:
+        return f"incomplete data at byte {pos}: the file ends inside this frame{self._truncated()}"
+
+    def _packets(self, container: av.container.InputContainer, stream: av.VideoStream,
+                 grid: dict[int, int] | None = None) -> Iterator[av.Packet]:
+        """The stream's packets in decode order. One the file ends inside (FFmpeg flags it corrupt: fewer bytes
+        than the index says) stops the iteration when frames are skipped (``grid``), else is recorded."""
+        for packet in container.demux(stream):
+            if packet.is_corrupt and self.truncated_at is None:
+                if grid is not None:
+                    raise VideoDecodeError(self.name, self._cut_short(packet.pos), frame=grid.get(packet.pts))
+                self.truncated_at = packet.pos
+            yield packet
 
     def _check(self, frame: av.VideoFrame, index: int) -> None:
         if frame.is_corrupt:
-            raise VideoDecodeError(self.name, "corrupt data (the decoder concealed errors)", frame=index)
+            reason = ("corrupt data (the decoder concealed errors)" if self.truncated_at is None
+                      else self._cut_short(self.truncated_at))
+            raise VideoDecodeError(self.name, reason, frame=index)
         if self.width is None:
             self.width, self.height = frame.width, frame.height
 
     def _decode_all(self, container: av.container.InputContainer,
                     stream: av.VideoStream) -> Iterator[tuple[int, av.VideoFrame]]:
-        for frame in container.decode(stream):
+        for frame in (f for packet in self._packets(container, stream) for f in stream.decode(packet)):
             index = self.frame_count
             self._check(frame, index)
             self.frame_count += 1
@@ -129,9 +172,9 @@ class SampledFrames:
         wanted = 0
 
         def decoded() -> Iterator[av.VideoFrame]:
-            for packet in container.demux(stream):
+            for packet in self._packets(container, stream, grid):
                 if packet.size:
-                    index = grid.get(packet.pts)
+                    index = self._sent = grid.get(packet.pts)
                     if index is None:
                         raise VideoDecodeError(self.name, f"packet with unexpected timestamp {packet.pts}")
                     codec.skip_frame = "DEFAULT" if index % self.sample_rate == 0 else "NONREF"

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 SAV_FPS = 24.0
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class VideoFailed(Exception):
@@ -239,8 +238,10 @@ class TrainVideos(VideoStager):
     def _count_mismatch(frames: SampledFrames, ann: savformat.ManualAnnotation, mp4_uri: str,
                         ann_uri: str) -> VideoFailed:
         count = f"{frames.frame_count}" if frames.count_final else f"more than {ann.frame_count}"
+        truncated = (f" (the mp4's index lists {frames.declared_frames} frames: the file is truncated)"
+                     if frames.declared_frames and frames.frame_count < frames.declared_frames else "")
         return VideoFailed("frame-count", f"{mp4_uri}: {count} frames, but {ann_uri} says video_frame_count "
-                                          f"{ann.frame_count}")
+                                          f"{ann.frame_count}{truncated}")
 
     @staticmethod
     def _check_first_frame(frames: SampledFrames, ann: savformat.ManualAnnotation, mp4_uri: str,
@@ -292,11 +293,18 @@ class ValVideos(VideoStager):
         return names
 
     def _read_checked(self, name: str) -> tuple[str, bytes]:
+        """A file to copy, checked without decoding: a JPEG's signature; a mask PNG's chunks (complete, CRCs
+        right) and mode (the per-object masks are grey, palette or 1-bit)."""
         uri = storage.join(self.source.root, name)
         data = storage.read_bytes(uri)
-        magic = _JPEG_MAGIC if name.endswith(".jpg") else _PNG_MAGIC
-        if not data.startswith(magic):
-            raise VideoFailed("copy", f"{uri}: not a {'JPEG' if magic is _JPEG_MAGIC else 'PNG'} file")
+        if name.endswith(".jpg"):
+            if not data.startswith(_JPEG_MAGIC):
+                raise VideoFailed("copy", f"{uri}: not a JPEG file")
+            return name, data
+        try:
+            savformat.check_mask_png(data, file=uri, video=name.split("/")[1])
+        except savformat.SavFormatError as exc:
+            raise VideoFailed("copy", str(exc)) from exc
         return name, data
 
     def _build_val(self, video: str) -> Built:

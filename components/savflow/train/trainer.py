@@ -8,7 +8,12 @@
 * ``train_metrics.json`` next to the checkpoints: the loss of every step seen by rank 0, per-epoch averages,
   time per step, the resume decision, and at the end the weight digests of all replicas, which must agree;
 * the experiment reset that ``--overwrite`` asks for, done by rank 0 only after every process has decided how to
-  start (the trainer's constructor ends with a barrier), so no process reads a half-deleted experiment.
+  start (the trainer's constructor ends with a barrier), so no process reads a half-deleted experiment;
+* random state per trainer epoch: the sam2 trainer seeds Python, NumPy and torch once per process
+  (``training.utils.train_utils.set_seeds``), so a run resumed at epoch ``e`` would draw other augmentations
+  than an uninterrupted one; here every epoch starts from a seed of (seed, rank, epoch), so a run killed and
+  resumed from its last checkpoint ends with the same weights as one never interrupted (on a deterministic
+  device).
 
 The worker composes the config, sets ``trainer._target_`` to this class and adds a ``trainer.savflow`` block
 (:class:`SavflowSettings`); everything else is the sam2 trainer's own configuration.
@@ -61,6 +66,19 @@ def state_dict_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def seed_epoch(seed: int, rank: int, epoch: int) -> None:
+    """Seed Python, NumPy and torch (CUDA too) for one trainer epoch of one process: the same triple always gives
+    the same random streams, whatever ran before in the process."""
+    import random
+
+    import numpy as np
+
+    value = int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)  # seeds every CUDA device as well
+
+
 def downsample_curve(points: list[list[float]], max_points: int = MAX_CURVE_POINTS) -> list[list[float]]:
     """``[step, loss]`` points, averaged over equal runs of consecutive points when there are too many (the
     step of a bucket is its last step)."""
@@ -85,6 +103,7 @@ class SavflowTrainer(Trainer):
         self._prior_curve: list[list[float]] = []  # from the run being resumed
         self._prior_epochs: list[dict[str, Any]] = []
         self._run_started = time.time()
+        self._seed_value = int(kwargs.get("seed_value", 123))  # training.trainer.Trainer's default
         super().__init__(**kwargs)
         self._start_step = self.steps[Phase.TRAIN]
         self._epochs_done = self.epoch  # trainer epochs completed (the trainer's own counter is 0-based)
@@ -100,6 +119,7 @@ class SavflowTrainer(Trainer):
         return result
 
     def train_epoch(self, train_loader):  # noqa: ANN001
+        seed_epoch(self._seed_value, self.distributed_rank, int(self.epoch))
         outs = super().train_epoch(train_loader)
         if self.distributed_rank == 0:
             self._epoch_stats.append({k: v for k, v in outs.items() if isinstance(v, (int, float))})

@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -210,6 +211,30 @@ def _scratch_root(args: argparse.Namespace) -> Path:
     return Path(base)
 
 
+@dataclass(frozen=True)
+class StartDecision:
+    """How a run starts, and what it was decided from: the data as it is now, the composed config (not yet
+    pointed at local files) with its overrides, and the run's key."""
+
+    source: data.TrainDataSource
+    overrides: list[str]
+    cfg: Any
+    key: dict[str, Any]
+    plan: checkpoints.ResumePlan
+
+
+def decide_start(args: argparse.Namespace) -> StartDecision:
+    """The resume decision for ``args``; :class:`savflow.common.checkpoints.ExperimentExistsError` when the
+    experiment holds checkpoints this run may not continue. The launcher calls it too, before any job."""
+    source = data.describe_source(args.train_frames, args.train_annotations, args.file_list)
+    overrides = hydra_overrides(args)
+    cfg = compose_training_config(args.config, overrides)
+    key = run_key.run_key(config_name=args.config, overrides=overrides, cfg=cfg, data=source,
+                          init_weights=args.checkpoint)
+    plan = checkpoints.plan_resume(args.experiment_dir, args.resume, overwrite=args.overwrite, run_key=key)
+    return StartDecision(source, overrides, cfg, key, plan)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return run(build_parser().parse_args(argv))
 
@@ -223,20 +248,16 @@ def run(args: argparse.Namespace) -> int:
     threads = _set_threads(env)
     log.info("process %d of %d (local %d of %d) on %s, %d threads, master %s:%d", env.rank, env.world_size,
              env.local_rank, env.local_world_size, device, threads, env.master_addr, env.master_port)
-    source = data.describe_source(args.train_frames, args.train_annotations, args.file_list)
-    overrides = hydra_overrides(args)
-    cfg = compose_training_config(args.config, overrides)
-    key = run_key.run_key(config_name=args.config, overrides=overrides, cfg=cfg, data=source,
-                          init_weights=args.checkpoint)
     try:
-        plan = checkpoints.plan_resume(args.experiment_dir, args.resume, overwrite=args.overwrite, run_key=key)
+        start = decide_start(args)
     except checkpoints.ExperimentExistsError as exc:
         log.error("%s", exc)
         return 2
+    plan, cfg = start.plan, start.cfg
     log.info("%s", plan.describe(args.experiment_dir))
 
     scratch = _scratch_root(args)
-    train_data = data.prepare_node_data(source, scratch=scratch, node_leader=env.is_node_leader,
+    train_data = data.prepare_node_data(start.source, scratch=scratch, node_leader=env.is_node_leader,
                                         timeout_s=args.data_timeout)
     run_dir = scratch / "runs" / hashlib.sha256(args.experiment_dir.encode()).hexdigest()[:12] / f"rank{env.rank}"
     shutil.rmtree(run_dir, ignore_errors=True)  # never let the trainer find a stale checkpoint.pt
@@ -253,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("initial weights: random initialisation (no --checkpoint)")
 
     settings = {"experiment_dir": args.experiment_dir, "keep_last": args.keep_last, "save_every": args.save_every,
-                "config_name": args.config, "run_key": key,
+                "config_name": args.config, "run_key": start.key,
                 "resume": {"kind": plan.kind, "checkpoint": plan.checkpoint, "step": plan.step, "epoch": plan.epoch,
                            "existing_step": plan.existing_step, "explicit": plan.explicit}}
     adapt_config(cfg, device=device, train_data=train_data, run_dir=run_dir, init_checkpoint=init_checkpoint,
