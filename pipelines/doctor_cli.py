@@ -11,7 +11,9 @@ import json
 import sys
 from typing import Any
 
-from savflow.common import deployment
+# Only the standard library at the top; register() and handle() import what they use (savflow.pipelines.cli).
+
+COMMANDS = {"doctor": "check that a cluster can run savflow (preflight)"}
 
 EXAMPLE = """example:
   savflow doctor --namespace team-a --params-file my-params.yaml --host https://kubeflow.example.com/pipeline
@@ -28,10 +30,11 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def register(subparsers: Any) -> None:
+    from savflow.common import deployment
     from savflow.pipelines.verbs_cli import connection_options
 
     p = subparsers.add_parser(
-        "doctor", parents=[connection_options()], help="check that a cluster can run savflow (preflight)",
+        "doctor", parents=[connection_options()], help=COMMANDS["doctor"],
         description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     run = p.add_argument_group("the run to check for (a sav-finetune params file fills these in)")
     run.add_argument("--params-file", help="sav-finetune parameters (YAML/JSON, e.g. the savflow-defaults "

@@ -1,17 +1,22 @@
-"""``savflow run-local``: the command-line face of :mod:`savflow.pipelines.run_local`."""
+"""``savflow run-local``: the command-line face of :mod:`savflow.pipelines.run_local`.
+
+Only the standard library at the top: :func:`register` and :func:`run` import what they use (see
+:mod:`savflow.pipelines.cli`).
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from savflow.pipelines.params import ParamError, load_params_file, parse_assignments, resolve_params
-from savflow.pipelines.run_local import DemoSize, declared_params, run_local
+COMMANDS = {"run-local": "run a whole pipeline on this machine (kfp.local, local storage, local torchrun)"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from savflow.pipelines.run_local import DemoSize
+
     parser = subparsers.add_parser(
-        "run-local", help="run a whole pipeline on this machine (kfp.local, local storage, local torchrun)",
+        "run-local", help=COMMANDS["run-local"],
         description="Run sav-finetune (default) or sav-evaluate on this machine with kfp.local's subprocess "
                     "runner. The PyTorchJob becomes a local torchrun of the same worker and every URI a path under "
                     "--workdir. Without --no-demo it first generates a small SA-V-format data set and a random-init "
@@ -37,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from savflow.pipelines.params import ParamError, load_params_file, parse_assignments, resolve_params
+    from savflow.pipelines.run_local import DemoSize, declared_params, run_local
+
     try:
         params = resolve_params(load_params_file(args.params_file) if args.params_file else {},
                                 parse_assignments(args.param), declared_params(args.pipeline),

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from savflow.common import demo_data, storage
+from savflow.common import storage
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def prepare_demo(workdir: Path, size: DemoSize) -> dict[str, Any]:
     generation) is generated again; another size in the same work directory is refused, since the staged data
     and the experiment there belong to the first one.
     """
+    from savflow.common import demo_data  # numpy: only when demo data is made, not for `savflow --help`
     from savflow.train.init_weights import write_random_init_checkpoint
 
     raw = workdir / "raw"

@@ -3,6 +3,10 @@
 
 Exit status: 0 on success; 1 when a waited-for run ends other than SUCCEEDED, the wait times out, the API
 refuses a request, or ``compile --check`` finds stale files; 2 on invalid input (parameters, cron, times).
+
+Only the standard library at the top: the option declarations import the light modules they take names and
+defaults from, and the handlers import the rest; kfp itself comes only with compiling or connecting, and the
+pipeline modules only with compiling (see :mod:`savflow.pipelines.cli`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,25 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from savflow.pipelines import compile as compile_mod
-from savflow.pipelines import kfp_client, params, schedules
+if TYPE_CHECKING:
+    from savflow.pipelines.kfp_client import Connection, Package
+    from savflow.pipelines.schedules import Schedule
 
-_NAMES = ", ".join(compile_mod.PIPELINES)
+COMMANDS = {
+    "compile": "compile the pipelines to KFP IR YAML",
+    "submit": "start a pipeline run on a Kubeflow Pipelines endpoint",
+    "schedule": "manage recurring runs (of sav-evaluate by default)",
+}
 _EXIT_INVALID = 2
+
+
+def _names() -> str:
+    """The registered pipelines' names, for help texts."""
+    from savflow.pipelines.compile import PIPELINES
+
+    return ", ".join(PIPELINES)
 
 
 def _err(command: str, message: str, status: int) -> int:
@@ -30,6 +47,8 @@ def _err(command: str, message: str, status: int) -> int:
 # --- compile --------------------------------------------------------------------------------------------------
 
 def _compile(args: argparse.Namespace) -> int:
+    from savflow.pipelines import compile as compile_mod
+
     names = args.names or None
     try:
         if args.check:
@@ -45,14 +64,17 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _register_compile(sub: argparse._SubParsersAction) -> None:
+    from savflow.pipelines.compile import COMPILED_DIR
+
+    names = _names()
     p = sub.add_parser(
-        "compile", help="compile the pipelines to KFP IR YAML",
-        description=f"Compile the pipelines ({_NAMES}) to KFP v2 IR YAML, one file per pipeline named "
+        "compile", help=COMMANDS["compile"],
+        description=f"Compile the pipelines ({names}) to KFP v2 IR YAML, one file per pipeline named "
                     f"NAME.yaml. The files under pipelines/compiled/ are committed: upload them through the KFP "
                     f"UI, or let `savflow submit` compile afresh. --check compares instead of writing and exits 1 "
                     f"when a committed file differs from what the code compiles to.")
-    p.add_argument("names", nargs="*", metavar="NAME", help=f"pipelines to compile (default: all of {_NAMES})")
-    p.add_argument("--out-dir", default=str(compile_mod.COMPILED_DIR),
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"pipelines to compile (default: all of {names})")
+    p.add_argument("--out-dir", default=str(COMPILED_DIR),
                    help="folder for NAME.yaml (default: %(default)s)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 and list the files that are missing or stale")
@@ -62,6 +84,8 @@ def _register_compile(sub: argparse._SubParsersAction) -> None:
 # --- shared options -------------------------------------------------------------------------------------------
 
 def connection_options() -> argparse.ArgumentParser:
+    from savflow.pipelines import kfp_client
+
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("Kubeflow Pipelines endpoint and credentials")
     g.add_argument("--host", default=os.environ.get("KF_PIPELINES_ENDPOINT"),
@@ -103,13 +127,17 @@ def _run_options() -> argparse.ArgumentParser:
     return p
 
 
-def connect_from_args(args: argparse.Namespace) -> kfp_client.Connection:
+def connect_from_args(args: argparse.Namespace) -> Connection:
+    from savflow.pipelines import kfp_client
+
     return kfp_client.connect(host=args.host, namespace=args.namespace, token=args.token,
                               sa_token_path=args.sa_token_path, kube_context=args.kube_context,
                               ui_host=args.ui_host, kfp_namespace=args.kfp_namespace)
 
 
-def _package_and_params(args: argparse.Namespace, workdir: str) -> tuple[kfp_client.Package, dict]:
+def _package_and_params(args: argparse.Namespace, workdir: str) -> tuple[Package, dict]:
+    from savflow.pipelines import kfp_client, params
+
     package = kfp_client.prepare_package(args.pipeline, workdir)
     file_params = params.load_params_file(args.params_file) if args.params_file else {}
     resolved = params.resolve_params(file_params, params.parse_assignments(args.param), package.parameter_types,
@@ -136,6 +164,8 @@ def _call_api(command: str, call: Callable[[], int]) -> int:
 # --- submit ---------------------------------------------------------------------------------------------------
 
 def _submit(args: argparse.Namespace) -> int:
+    from savflow.pipelines import kfp_client
+
     with tempfile.TemporaryDirectory(prefix="savflow-submit-") as workdir:
         try:
             package, values = _package_and_params(args, workdir)
@@ -159,15 +189,16 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _register_submit(sub: argparse._SubParsersAction) -> None:
+    names = _names()
     p = sub.add_parser(
         "submit", parents=[connection_options(), _run_options()],
-        help="start a pipeline run on a Kubeflow Pipelines endpoint",
+        help=COMMANDS["submit"],
         description="Create a run of a pipeline on a KFP v2 endpoint and print its id and UI link. The pipeline "
-                    f"is a name ({_NAMES}), compiled afresh from the installed code, or a compiled .yaml file. "
+                    f"is a name ({names}), compiled afresh from the installed code, or a compiled .yaml file. "
                     "Parameters are checked against the pipeline's declared inputs before anything is sent. "
                     "With --wait, poll until the run ends, print its final state and exit 0 only if it "
                     "SUCCEEDED.")
-    p.add_argument("pipeline", metavar="PIPELINE", help=f"{_NAMES}, or a compiled pipeline .yaml path")
+    p.add_argument("pipeline", metavar="PIPELINE", help=f"{names}, or a compiled pipeline .yaml path")
     p.add_argument("--run-name", help="display name of the run (default: pipeline name and UTC time)")
     p.add_argument("--wait", action="store_true", help="wait for the run to end and exit 1 unless it SUCCEEDED")
     p.add_argument("--timeout", type=float, default=86400.0,
@@ -179,7 +210,7 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
 
 # --- schedule -------------------------------------------------------------------------------------------------
 
-def _print_schedules(schedules: list[schedules.Schedule], as_json: bool) -> None:
+def _print_schedules(schedules: list[Schedule], as_json: bool) -> None:
     if as_json:
         print(json.dumps([s.to_dict() for s in schedules], indent=2))
         return
@@ -192,6 +223,8 @@ def _print_schedules(schedules: list[schedules.Schedule], as_json: bool) -> None
 
 
 def _schedule_create(args: argparse.Namespace) -> int:
+    from savflow.pipelines import schedules
+
     with tempfile.TemporaryDirectory(prefix="savflow-schedule-") as workdir:
         try:
             package, values = _package_and_params(args, workdir)
@@ -213,6 +246,8 @@ def _schedule_create(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
+    from savflow.pipelines import schedules
+
     if args.action == "create":
         return _schedule_create(args)
 
@@ -234,7 +269,7 @@ def _schedule(args: argparse.Namespace) -> int:
 def _register_schedule(sub: argparse._SubParsersAction) -> None:
     conn = connection_options()
     p = sub.add_parser(
-        "schedule", help="manage recurring runs (of sav-evaluate by default)",
+        "schedule", help=COMMANDS["schedule"],
         description="Manage KFP recurring runs: create one that runs a pipeline (sav-evaluate by default) on a "
                     "cron schedule, list them, pause or resume one, delete one.")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -249,7 +284,7 @@ def _register_schedule(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--name", required=True, help="display name of the recurring run")
     c.add_argument("--cron", required=True, help="cron expression, 5 fields (see above)")
     c.add_argument("--pipeline", default="sav-evaluate",
-                   help=f"{_NAMES}, or a compiled pipeline .yaml path (default: %(default)s)")
+                   help=f"{_names()}, or a compiled pipeline .yaml path (default: %(default)s)")
     c.add_argument("--max-concurrency", type=int, default=1,
                    help="most runs of this schedule at once, 1-10 (default: %(default)s)")
     c.add_argument("--catchup", action="store_true",

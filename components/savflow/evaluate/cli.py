@@ -1,22 +1,23 @@
-"""``savflow evaluate``: score predicted masks against SA-V ground truth and write results.csv + metrics.json."""
+"""``savflow evaluate``: score predicted masks against SA-V ground truth and write results.csv + metrics.json.
+
+Only the standard library at the top: :func:`run` imports the evaluator (numpy, OpenCV, zlib-ng) when the
+command runs, so ``savflow --help`` and the other commands never load them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from savflow.common import storage
-from savflow.common.savformat import SavFormatError
-from savflow.common.cpus import available_cpus
-from savflow.evaluate.evaluator import EvaluationError
-from savflow.evaluate.results import summary_text
-from savflow.evaluate.run import evaluate_to
+COMMANDS = {"evaluate": "SA-V J&F of predicted masks against ground truth (same numbers as the SA-V benchmark)"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from savflow.common.cpus import available_cpus
+
     parser = subparsers.add_parser(
         "evaluate",
-        help="SA-V J&F of predicted masks against ground truth (same numbers as the SA-V benchmark)",
+        help=COMMANDS["evaluate"],
         description=(
             "Score predicted masks against ground truth with the SA-V / DAVIS J&F (region IoU and boundary "
             "F-measure, mean over objects, x100). Both roots are storage URIs (gs://bucket/prefix or a local "
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                              "videos of the ground truth)")
     parser.add_argument("--strict", action="store_true",
                         help="fail when a video has no predictions (default: skip and list it)")
+    parser.add_argument("--max-failures", type=int, default=0, metavar="M",
+                        help="videos with bad input (unreadable or wrong-size PNGs, ...) left out and listed "
+                             "before the evaluation fails (default 0: any fails it, as the official benchmark)")
     parser.add_argument("--do-not-skip-first-last", action="store_true",
                         help="also score the first and last annotated frames (SA-V val/test skip them)")
     parser.add_argument("--num-workers", type=int, default=available_cpus(),
@@ -49,12 +53,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from savflow.common import storage
+    from savflow.common.savformat import SavFormatError
+    from savflow.evaluate.evaluator import EvaluationError
+    from savflow.evaluate.results import summary_text
+    from savflow.evaluate.run import evaluate_to
+
     try:
         done = evaluate_to(args.gt_root, args.pred_root, args.output, video_list=args.video_list or "",
                            annotations_root=args.annotations_root or "", size_buckets_uri=args.size_buckets or "",
                            frames_root=args.frames_root or "", report_dir=args.report_dir or "", title=args.title,
                            num_workers=args.num_workers, strict=args.strict,
-                           skip_first_last=not args.do_not_skip_first_last, progress=not args.quiet)
+                           skip_first_last=not args.do_not_skip_first_last, progress=not args.quiet,
+                           max_failures=args.max_failures)
     except (EvaluationError, SavFormatError, storage.StorageError, OSError) as exc:
         print(f"savflow evaluate: error: {exc}", file=sys.stderr)
         return 1

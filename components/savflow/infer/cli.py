@@ -1,13 +1,18 @@
-"""``savflow infer`` and ``savflow plan-shards``: argv in, the plain functions of this package out."""
+"""``savflow infer`` and ``savflow plan-shards``: argv in, the plain functions of this package out.
+
+Only the standard library at the top: the handlers import the work (torch and sam2 come with
+:mod:`savflow.infer.infer`), so ``savflow --help`` and the other commands never load them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from savflow.common import storage
-from savflow.common.videolists import read_video_list
-from savflow.infer.predictor import DEVICES
+COMMANDS = {
+    "infer": "run SAM 2 video object segmentation over one shard of videos",
+    "plan-shards": "split the videos into balanced shards for the inference fan-out",
+}
 
 
 def _roots(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +27,10 @@ def _roots(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from savflow.infer.predictor import DEVICES  # the module imports torch only when a predictor is built
+
     p = subparsers.add_parser(
-        "infer", help="run SAM 2 video object segmentation over one shard of videos",
+        "infer", help=COMMANDS["infer"],
         description="Prompt SAM 2 with each object's mask, propagate through the video and write one binary "
                     "PNG per object and annotated frame under --output ({video}/{obj:03d}/{frame:05d}.png, "
                     "the evaluator's --pred-root). Videos finished with the same checkpoint, options and inputs "
@@ -60,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_infer)
 
     q = subparsers.add_parser(
-        "plan-shards", help="split the videos into balanced shards for the inference fan-out",
+        "plan-shards", help=COMMANDS["plan-shards"],
         description="Count frames and objects per video from the roots' listings and split the videos into N "
                     "shards, longest first (frames x objects), deterministically. Writes JSON with the shards, "
                     "their loads and the balance (largest shard / mean shard).")
@@ -71,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_infer(args: argparse.Namespace) -> int:
+    from savflow.common import storage
+    from savflow.common.videolists import read_video_list
     from savflow.infer.infer import infer
 
     try:
@@ -91,6 +100,8 @@ def run_infer(args: argparse.Namespace) -> int:
 
 
 def run_plan_shards(args: argparse.Namespace) -> int:
+    from savflow.common import storage
+    from savflow.common.videolists import read_video_list
     from savflow.infer.shard_plan import plan
 
     try:

@@ -5,20 +5,22 @@ process unchanged; the others describe the job (``--nodes``, ``--gpus-per-node``
 ``--print-manifest`` prints the object that would be created and touches no cluster.
 """
 
+# Only the standard library at the top: register() imports what the options need, handle() the launcher (the
+# Kubernetes client, YAML), so the other `savflow` commands never load them (see savflow.pipelines.cli).
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from savflow.launch import jobs, jobspec, train_step
-from savflow.train import torchrun, worker
-from savflow.launch.jobspec import TrainJobSpec
+if TYPE_CHECKING:
+    from savflow.launch.jobspec import TrainJobSpec
 
 log = logging.getLogger(__name__)
+
+COMMANDS = {"launch-train": "run training as a PyTorchJob/TrainJob on the cluster, or with torchrun here"}
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -41,9 +43,12 @@ def parse_toleration(text: str) -> dict[str, str]:
 
 
 def register(subparsers: Any) -> None:
-    defaults = TrainJobSpec()
+    from savflow.launch import jobspec, train_step
+    from savflow.train import worker
+
+    defaults = jobspec.TrainJobSpec()
     p = subparsers.add_parser(
-        "launch-train", help="run training as a PyTorchJob/TrainJob on the cluster, or with torchrun here",
+        "launch-train", help=COMMANDS["launch-train"],
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     job = p.add_argument_group("job")
     job.add_argument("--name", required=True, help="job name; a retry with the same name adopts the running job")
@@ -81,6 +86,9 @@ def register(subparsers: Any) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> TrainJobSpec:
+    from savflow.launch.jobspec import TrainJobSpec
+    from savflow.train import worker
+
     worker_args = tuple(worker.argv({d: getattr(args, d) for d in worker.option_dests()}, skip_defaults=True))
     extra: dict[str, Any] = {}
     if args.toleration is not None:
@@ -95,6 +103,11 @@ def spec_from_args(args: argparse.Namespace) -> TrainJobSpec:
 
 
 def handle(args: argparse.Namespace) -> int:
+    import yaml
+
+    from savflow.launch import jobs
+    from savflow.train import torchrun
+
     spec = spec_from_args(args)
     if args.print_manifest:
         if args.backend == "local":

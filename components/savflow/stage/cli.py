@@ -1,24 +1,26 @@
-"""``savflow stage`` and ``savflow materialize``: the command-line faces of :mod:`savflow.stage`."""
+"""``savflow stage`` and ``savflow materialize``: the command-line faces of :mod:`savflow.stage`.
+
+Only the standard library at the top: a handler imports the work it runs (PyAV, OpenCV and numpy come with
+:mod:`savflow.stage.stage`), so ``savflow --help`` and the other commands never load them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from savflow.common import storage
-from savflow.common.failures import FailureReport
-from savflow.common.savformat import SavFormatError
-from savflow.common.videolists import read_video_list
-from savflow.common.materialize import materialize
-from savflow.stage.raw_split import SourceError
-from savflow.common.cpus import available_cpus
-from savflow.stage.stage import stage
+COMMANDS = {
+    "stage": "SA-V videos -> JPEG frames (+ annotations / masks) in object storage, one shard per call",
+    "materialize": "copy staged videos (either layout) to local disk for training or inference",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from savflow.common.cpus import available_cpus
+
     p = subparsers.add_parser(
         "stage",
-        help="SA-V videos -> JPEG frames (+ annotations / masks) in object storage, one shard per call",
+        help=COMMANDS["stage"],
         description=(
             "Stage a raw SA-V split. A train split ({video}.mp4 + {video}_manual.json) is decoded as a stream "
             "and every S-th frame written as JPEGImages_24fps/{video}/{frame:05d}.jpg (numbered by the frame's "
@@ -55,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     m = subparsers.add_parser(
         "materialize",
-        help="copy staged videos (either layout) to local disk for training or inference",
+        help=COMMANDS["materialize"],
         description=(
             "Copy staged videos from --staged onto local disk under --local, in the same layout "
             "(JPEGImages_24fps/, annotations/, Annotations_6fps/) plus file_list.txt, checking every file "
@@ -70,6 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_stage(args: argparse.Namespace) -> int:
+    from savflow.common import storage
+    from savflow.common.videolists import read_video_list
+    from savflow.stage.raw_split import SourceError
+    from savflow.stage.stage import stage
+
     try:
         result = stage(args.source, args.dest, read_video_list(args.video_list), shard=args.shard,
                        num_shards=args.num_shards, sample_rate=args.sample_rate, jpeg_quality=args.jpeg_quality,
@@ -85,6 +92,12 @@ def run_stage(args: argparse.Namespace) -> int:
 
 
 def run_materialize(args: argparse.Namespace) -> int:
+    from savflow.common import storage
+    from savflow.common.failures import FailureReport
+    from savflow.common.materialize import materialize
+    from savflow.common.savformat import SavFormatError
+    from savflow.common.videolists import read_video_list
+
     report = FailureReport("materialize")
     try:
         done = materialize(args.staged, args.local, read_video_list(args.video_list), workers=args.workers,

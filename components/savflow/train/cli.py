@@ -4,6 +4,9 @@ With ``--nproc-per-node 1`` (the default) the worker runs in this process; with 
 ``torchrun --standalone`` over ``savflow.train.worker`` with the same options, giving each process an even share
 of the cores through ``OMP_NUM_THREADS`` (torchrun would otherwise set 1). On a cluster the PyTorchJob runs
 ``torchrun`` over the worker module itself; this command is the single-node form of the same thing.
+
+Only the standard library at the top; the worker module declares the options and imports torch, Hydra and sam2
+only when it trains (see :mod:`savflow.pipelines.cli`).
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from savflow.train import torchrun, worker
+COMMANDS = {"train": "fine-tune SAM 2 on staged SA-V data (checkpoints to object storage, resumable)"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from savflow.train import worker
+
     parser = subparsers.add_parser(
-        "train", help="fine-tune SAM 2 on staged SA-V data (checkpoints to object storage, resumable)",
+        "train", help=COMMANDS["train"],
         description="Fine-tune SAM 2 with the sam2 training stack on staged SA-V data. Checkpoints, "
                     "train_metrics.json and a model-only model.pt per checkpoint go to --experiment-dir; a "
                     "restarted run continues from the newest complete checkpoint (--resume auto).")
@@ -28,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from savflow.train import torchrun, worker
+
     if args.nproc_per_node < 1:
         raise SystemExit("--nproc-per-node must be >= 1")
     if args.nproc_per_node == 1:
