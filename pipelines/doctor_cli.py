@@ -81,14 +81,14 @@ def handle(args: argparse.Namespace) -> int:
     from savflow.pipelines.params import ParamError
     from savflow.pipelines.verbs_cli import connect_from_args
     from savflow.preflight import checks, doctor
-    from savflow.common.kube import current_namespace
+    from savflow.common.kube import KubeConfigError, current_namespace
 
     try:
         plan = plan_from_args(args, args.namespace or current_namespace())
-    except (ParamError, ValueError) as exc:
+        findings = doctor.run_checks(plan, kfp_connect=None if args.no_kfp else (lambda: connect_from_args(args)),
+                                     kube_context=args.kube_context)
+    except (ParamError, ValueError, KubeConfigError) as exc:
         print(f"savflow doctor: error: {exc}", file=sys.stderr)
         return 2
-    findings = doctor.run_checks(plan, kfp_connect=None if args.no_kfp else (lambda: connect_from_args(args)),
-                                 kube_context=args.kube_context)
     print(json.dumps([f.to_dict() for f in findings], indent=2) if args.json else doctor.report(findings))
     return checks.exit_code(findings)

@@ -4,6 +4,7 @@ emulator, and the KFP REST fake; each finding checked for what it names and how 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -188,3 +189,18 @@ def test_the_kueue_queue_must_exist(cluster: FakeCluster, tmp_path: Path) -> Non
          "spec": {"clusterQueue": "gpus"}})
     found = _by_check(doctor.run_checks(plan, api_client=cluster.client()))[f"Kueue LocalQueue {NS}/gpu-queue"]
     assert found.status == OK and "admitted whole" in found.message
+
+
+def test_no_cluster_and_no_kubeconfig_is_a_one_line_error(tmp_path: Path, monkeypatch) -> None:
+    """Outside a cluster with no kubeconfig (kubernetes/config/incluster_config.py and kube_config.py both
+    raise ConfigException): exit status 2 and what was tried, no traceback."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env.update(KUBECONFIG=str(tmp_path / "none"), HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "savflow.pipelines.cli", "doctor", "--no-kfp", "--namespace", NS],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("savflow doctor: error: no Kubernetes API to talk to: not inside a cluster")
+    assert "Traceback" not in proc.stderr

@@ -22,14 +22,23 @@ def current_namespace() -> str:
     return "default"
 
 
+class KubeConfigError(RuntimeError):
+    """No way to reach a Kubernetes API: not in a cluster, and no usable kubeconfig."""
+
+
 def load_api_client(context: str | None = None) -> Any:
-    """An API client from the in-cluster service account, or from kubeconfig (its ``context``) outside one."""
+    """An API client from the in-cluster service account, or from kubeconfig (its ``context``) outside one;
+    :class:`KubeConfigError` saying what was tried when neither is there."""
     from kubernetes import client, config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config(context=context)
+        try:
+            config.load_kube_config(context=context)
+        except (config.ConfigException, OSError) as exc:
+            raise KubeConfigError(f"no Kubernetes API to talk to: not inside a cluster, and the kubeconfig "
+                                  f"($KUBECONFIG or ~/.kube/config) gives none: {exc}") from exc
     return client.ApiClient()
 
 
