@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from savflow.common.storage_stat import ObjectStat
 log = logging.getLogger(__name__)
 
 COPIED_FROM = "copied_from"
+_DOWNLOADS = ".materialize-"
 
 _HASH_CHUNK = 1 << 20
 
@@ -85,6 +87,25 @@ def _from_dir(staged_root: str, local_root: Path, marker: dict[str, Any], worker
     storage.download_tree(staged_root, local_root, names=names, workers=workers)
     for entry in marker["files"]:
         lay.check_data(entry, (local_root / entry["name"]).read_bytes(), where=staged_root)
+
+
+def _remove_orphaned_downloads(local_root: Path) -> None:
+    """Delete the download folders that killed processes left (``.materialize-{pid}-*`` of a pid not alive),
+    so that a preempted copy does not keep archives on a sized scratch disk; live ones are left alone."""
+    for entry in local_root.glob(f"{_DOWNLOADS}*"):
+        pid = entry.name[len(_DOWNLOADS):].split("-", 1)[0]
+        if entry.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _copied_from(stat: ObjectStat) -> dict[str, Any]:
@@ -161,7 +182,8 @@ def materialize(staged_root: str, local_root: Path | str, videos: list[str] | No
     changed = sum(1 for v in todo if v in present)
     log.info("materialize %d videos from %s to %s: %d already there, %d to copy (%d staged again since copied)",
              len(wanted), staged_root, local_root, len(current), len(todo), changed)
-    tmp = Path(tempfile.mkdtemp(prefix=".materialize-", dir=local_root))
+    _remove_orphaned_downloads(local_root)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_DOWNLOADS}{os.getpid()}-", dir=local_root))
     try:
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="materialize") as pool:
             futures = {video: pool.submit(_materialize_video, staged_root, local_root, video, staged[video], tmp,

@@ -13,6 +13,12 @@ ship it and it hard-codes CUDA autocast) with ``--per_obj_png_file``:
   frame share a state here and give the same masks with fewer image-encoder passes;
 * masks are the mask logits thresholded at 0 (``score_thresh=0``); objects may overlap.
 
+On the same weights, inputs and floating-point environment the default mode writes masks bit-identical to the
+script's (``tests/integration/test_infer_official.py`` holds a known answer from it). Objects are prompted in
+sorted order, the script's in ``os.listdir`` order: sam2 1.1.0 runs each object on its own (batch of one), so
+the order does not change a pixel. The masks do depend, near the threshold, on the intra-op thread count and the
+CPU kernels (mask logits move by about 1e-7), which neither savflow nor the script sets.
+
 The caller gets one mask per object and annotated frame (the frames that have a mask file for any object),
 through a ``sink`` callback called while the frames stream out of the predictor, so a long video never holds all
 of its masks in memory.
@@ -46,14 +52,17 @@ class PromptError(ValueError):
 
 @dataclass(frozen=True)
 class MaskIndex:
-    """The ground-truth mask files of one video on local disk: ``{obj_id: {frame: path}}``."""
+    """The ground-truth mask files of one video on local disk: ``{obj_id: {frame: path}}``; errors name a file
+    as ``{origin}/{obj:03d}/{frame:05d}.png`` when the index knows where the local copy came from."""
 
     video: str
     files: dict[int, dict[int, Path]]
+    origin: str | None = None
 
     @classmethod
-    def scan(cls, video: str, root: Path) -> "MaskIndex":
-        """Index ``root/{obj:03d}/{frame:05d}.png``; anything else in there is an error naming the file."""
+    def scan(cls, video: str, root: Path, *, origin: str | None = None) -> "MaskIndex":
+        """Index ``root/{obj:03d}/{frame:05d}.png``; anything else in there is an error naming the file.
+        ``origin``: the URI ``root`` was copied from (the masks root's video folder), for error messages."""
         files: dict[int, dict[int, Path]] = {}
         if root.is_dir():
             for obj_dir in sorted(root.iterdir()):
@@ -65,7 +74,7 @@ class MaskIndex:
         if not any(files.values()):
             raise SavFormatError("no per-object mask PNGs ({obj:03d}/{frame:05d}.png)", file=str(root),
                                  video=video, field="masks")
-        return cls(video, files)
+        return cls(video, files, origin.rstrip("/") if origin else None)
 
     @property
     def objects(self) -> list[int]:
@@ -75,9 +84,26 @@ class MaskIndex:
     def annotated_frames(self) -> list[int]:
         return sorted({f for frames in self.files.values() for f in frames})
 
-    def load(self, obj: int, frame: int) -> np.ndarray:
+    def where(self, obj: int, frame: int) -> str:
+        """The name of a mask file in error messages: its source URI when known, else the local path."""
         path = self.files[obj][frame]
-        return savformat.decode_object_png(path.read_bytes(), file=str(path))
+        return f"{self.origin}/{path.parent.name}/{path.name}" if self.origin else str(path)
+
+    def load(self, obj: int, frame: int) -> np.ndarray:
+        """One object's mask on one frame: any non-zero value is the object (as sam2's ``vos_inference.py``);
+        a PNG that is not a mask PNG, or holds more than two values, is a :class:`SavFormatError`."""
+        where = self.where(obj, frame)
+        try:
+            data = self.files[obj][frame].read_bytes()
+        except OSError as exc:
+            raise SavFormatError(f"cannot read: {exc.strerror or exc}", file=where, video=self.video,
+                                 field="mask file") from exc
+        values = savformat.decode_png(data, file=where, video=self.video)
+        if np.count_nonzero((values != values.min()) & (values != values.max())):  # as the evaluator's check
+            shown = np.unique(values).tolist()
+            raise SavFormatError(f"values {shown[:8]}{' ...' if len(shown) > 8 else ''}: a per-object PNG holds "
+                                 "one object (at most two values)", file=where, video=self.video, field="values")
+        return values > 0
 
 
 def _number(text: str, path: Path, video: str, field: str) -> int:
@@ -217,5 +243,5 @@ def _checked(masks: MaskIndex, obj: int, frame: int, shape: tuple[int, int]) -> 
     mask = masks.load(obj, frame)
     if mask.shape != shape:
         raise SavFormatError(f"mask is {mask.shape[0]}x{mask.shape[1]}, the frames are {shape[0]}x{shape[1]}",
-                             file=str(masks.files[obj][frame]), video=masks.video, field="mask size")
+                             file=masks.where(obj, frame), video=masks.video, field="mask size")
     return mask
