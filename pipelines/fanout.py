@@ -19,7 +19,8 @@ MAX_PARALLEL_SHARDS = 0
 
 def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, frames, masks, annotations_root,
                        pred_root, eval_root, video_list, num_shards, use_all_masks, track_later_objects, device,
-                       node_selector, tolerations, title: str, after=()) -> dsl.PipelineTask:
+                       score_thresh, do_not_skip_first_last, node_selector, tolerations, title: str,
+                       after=()) -> dsl.PipelineTask:
     """Add the fan-out over ``num_shards`` shards and the evaluation; returns the evaluate task."""
     plan = plan_inference_shards(frames=frames, masks=masks, num_shards=num_shards, checkpoint=checkpoint,
                                  video_list=video_list)
@@ -29,16 +30,26 @@ def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, fra
         plan.after(task)
     with dsl.ParallelFor(plan.output, parallelism=MAX_PARALLEL_SHARDS) as shard:
         infer = infer_shard(shard=shard, model_config=model_config, frames=frames, masks=masks, output=pred_root,
-                            use_all_masks=use_all_masks, track_later_objects=track_later_objects, device=device)
+                            use_all_masks=use_all_masks, track_later_objects=track_later_objects, device=device,
+                            score_thresh=score_thresh)
         ts.name(infer, f"infer ({title})")
         ts.image(infer, image, INFER)
         ts.retries(infer)
         ts.scratch(infer)
         ts.gpu(infer, node_selector, tolerations)
+    scores = evaluate_predictions(ts, image=image, frames=frames, masks=masks, annotations_root=annotations_root,
+                                  pred_root=pred_root, eval_root=eval_root, video_list=video_list,
+                                  do_not_skip_first_last=do_not_skip_first_last, title=title)
+    scores.after(infer)
+    return scores
+
+
+def evaluate_predictions(ts: TaskSettings, *, image, frames, masks, annotations_root, pred_root, eval_root,
+                         video_list, do_not_skip_first_last, title: str) -> dsl.PipelineTask:
+    """Add the evaluation of the predictions under ``pred_root``; returns its task."""
     scores = evaluate(gt_root=masks, pred_root=pred_root, frames_root=frames, output=eval_root,
                       video_list=video_list, annotations_root=annotations_root, title=title,
-                      num_workers=int(EVALUATE[0]))
+                      num_workers=int(EVALUATE[0]), do_not_skip_first_last=do_not_skip_first_last)
     ts.name(scores, f"evaluate ({title})")
-    scores.after(infer)
     ts.uncached(ts.image(scores, image, EVALUATE))
     return scores

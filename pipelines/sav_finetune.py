@@ -61,6 +61,8 @@ def build(cluster: bool = True):
         use_all_masks: bool = False,
         track_later_objects: bool = True,
         infer_device: str = "auto",
+        score_thresh: float = 0.0,
+        do_not_skip_first_last: bool = False,
         node_selector: dict = {},
         tolerations: list = [dict(GPU_TOLERATION)],
     ) -> float:
@@ -89,8 +91,9 @@ def build(cluster: bool = True):
         common = dict(image=image, model_config=model_config, frames=val.frames,
                       masks=val.masks, annotations_root=val.annotations,
                       video_list=val_video_list, num_shards=infer_shards, use_all_masks=use_all_masks,
-                      track_later_objects=track_later_objects, device=infer_device,
-                      node_selector=node_selector, tolerations=tolerations)
+                      track_later_objects=track_later_objects, device=infer_device, score_thresh=score_thresh,
+                      do_not_skip_first_last=do_not_skip_first_last, node_selector=node_selector,
+                      tolerations=tolerations)
 
         base = infer_and_evaluate(ts, checkpoint=init_checkpoint, pred_root=f"{eval_dir}/base/pred",
                                   eval_root=f"{eval_dir}/base", title="starting checkpoint", after=[stage_val],

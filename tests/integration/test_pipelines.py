@@ -115,13 +115,31 @@ def test_finetune_shape_and_defaults() -> None:
 
 
 def test_evaluate_shape() -> None:
+    """Two branches on ``pred_root`` (the compiler's dsl.If/Else: condition-branches-N with a condition-K DAG
+    each): predict with the checkpoint, or evaluate the given predictions; each ends with the regression check,
+    and the pipeline's output is the one that ran (dsl.OneOf)."""
     spec, _ = _docs("sav-evaluate")
     tasks = dict(_tasks(spec))
-    assert "evaluate" in tasks["check-regression"]["dependentTasks"]
-    for name in ("resolve-checkpoint", "check-regression", "evaluate"):
-        assert tasks[name]["cachingOptions"] == {}, f"{name} reads the newest checkpoint or history"
+
+    def leaf(path: str) -> str:
+        return path.rsplit("/", 1)[-1]
+
+    infer_dag = next(p.rsplit("/", 1)[0] for p in tasks if leaf(p) == "resolve-checkpoint")
+    given_dag = next(p.rsplit("/", 1)[0] for p in tasks if leaf(p) == "evaluate-2")
+    assert infer_dag != given_dag
+    assert "evaluate" in tasks[f"{infer_dag}/check-regression"]["dependentTasks"]
+    assert "evaluate-2" in tasks[f"{given_dag}/check-regression-2"]["dependentTasks"]
+    assert not any(p.startswith(given_dag + "/") and leaf(p).startswith(("resolve", "plan", "for-loop", "infer"))
+                   for p in tasks)
+    for path, task in tasks.items():
+        if path.split("/")[-1].startswith(("resolve-checkpoint", "check-regression", "evaluate")):
+            assert task["cachingOptions"] == {}, f"{path} reads the newest checkpoint or history"
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["max_drop"]["defaultValue"] == 1.0 and params["checkpoint"]["defaultValue"] == ""
+    assert params["pred_root"]["defaultValue"] == "" and params["do_not_skip_first_last"]["defaultValue"] is False
+    output = spec["root"]["dag"]["outputs"]["parameters"]["Output"]["valueFromParameter"]
+    branches = spec["components"][tasks[output["producerSubtask"]]["componentRef"]["name"]]["dag"]["outputs"]
+    assert "valueFromOneof" in branches["parameters"][output["outputParameterKey"]]
 
 
 @pytest.mark.parametrize("module", ["sav_finetune", "sav_evaluate"])

@@ -62,3 +62,19 @@ def test_recurring_evaluation_passes_then_fails_below_a_baseline(finetuned) -> N
         run_local("sav-evaluate", workdir, {"baseline": scores["finetuned"]["J&F"] + 10.0}, demo=DemoSize())
     history = regression.load_history(params["experiment_dir"])
     assert [e.passed for e in history] == [True, True, False], "each evaluation is recorded, the failing one too"
+
+
+def test_recurring_evaluation_of_given_predictions(finetuned) -> None:
+    """``pred_root`` set: no checkpoint is resolved and no inference runs (the dsl.Else branch, run by
+    kfp.local's control-flow orchestrator); the given predictions score what they scored in the fine-tune,
+    and the history records the predictions' URI in place of a checkpoint."""
+    workdir, params, scores = finetuned
+    [tuned] = [d for d in eval_dirs(params["experiment_dir"], 0) if d.endswith("/finetuned")]
+    pred = storage.join(tuned, "pred")
+    before = {p.name for p in (workdir / "kfp").iterdir()}
+    run = run_local("sav-evaluate", workdir, {"pred_root": pred}, demo=DemoSize())
+    [new] = [p for p in (workdir / "kfp").iterdir() if p.name not in before]
+    assert not list(new.glob("infer*")) and not list(new.glob("resolve*")) and list(new.glob("evaluate*"))
+    last = regression.load_history(params["experiment_dir"])[-1]
+    assert last.checkpoint == pred and last.j_and_f == pytest.approx(scores["finetuned"]["J&F"])
+    assert "(+0.00)" in run.output

@@ -101,3 +101,18 @@ def test_fixture_exercises_the_edge_cases() -> None:
     assert Image.open(PRED / "sav_000001" / "001" / "00012.png").mode == "L"
     empty_gt = [p for p in GT.rglob("*.png") if not np.asarray(Image.open(p)).any()]
     assert len(empty_gt) >= 3
+
+
+def test_savflow_evaluate_writes_the_official_results_csv_where_the_official_tool_does(tmp_path: Path) -> None:
+    """``savflow evaluate`` puts the official tool's ``results.csv`` (same header, padding, one decimal, row
+    order) into the predictions folder, byte for byte what the official CLI wrote there, and ``--metrics-json``
+    copies metrics.json to a URI of the user's choice."""
+    from savflow.pipelines.cli import main
+
+    pred = tmp_path / "pred"
+    shutil.copytree(PRED, pred)
+    code = main(["evaluate", "--gt-root", str(GT), "--pred-root", str(pred), "--output", str(tmp_path / "out"),
+                 "--metrics-json", str(tmp_path / "elsewhere" / "m.json"), "--num-workers", "1", "--quiet"])
+    assert code == 0
+    assert (pred / "results.csv").read_bytes() == (DATA / "results.csv").read_bytes()
+    assert (tmp_path / "elsewhere" / "m.json").read_bytes() == (tmp_path / "out" / "metrics.json").read_bytes()

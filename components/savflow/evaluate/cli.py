@@ -12,6 +12,16 @@ import sys
 COMMANDS = {"evaluate": "SA-V J&F of predicted masks against ground truth (same numbers as the SA-V benchmark)"}
 
 
+def _flag(text: str) -> bool:
+    """A boolean option's value: true/false, yes/no, 1/0."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from savflow.common.cpus import available_cpus
 
@@ -23,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "F-measure, mean over objects, x100). Both roots are storage URIs (gs://bucket/prefix or a local "
             "path) of the folder that holds the video folders, in the SA-V layout {video}/{obj:03d}/{frame}.png "
             "or the DAVIS palette layout {video}/{frame}.png; the predictions use the ground truth's layout. "
-            "Writes results.csv and metrics.json under --output."),
+            "Writes results.csv and metrics.json under --output, and results.csv in the official tool's format into "
+            "--pred-root (where it writes it)."),
     )
     parser.add_argument("--gt-root", required=True,
                         help="ground-truth masks, e.g. gs://bucket/sav/val/Annotations_6fps")
@@ -33,11 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                              "videos of the ground truth)")
     parser.add_argument("--strict", action="store_true",
                         help="fail when a video has no predictions (default: skip and list it)")
+    parser.add_argument("--metrics-json", metavar="URI",
+                        help="also write metrics.json to this URI (as the official evaluator's option)")
     parser.add_argument("--max-failures", type=int, default=0, metavar="M",
                         help="videos with bad input (unreadable or wrong-size PNGs, ...) left out and listed "
                              "before the evaluation fails (default 0: any fails it, as the official benchmark)")
-    parser.add_argument("--do-not-skip-first-last", action="store_true",
-                        help="also score the first and last annotated frames (SA-V val/test skip them)")
+    parser.add_argument("--do-not-skip-first-last", nargs="?", const=True, default=False, type=_flag,
+                        metavar="BOOL",
+                        help="also score the first and last annotated frames (SA-V val/test skip them); "
+                             "=true/false for callers that always pass a value (an Argo template)")
     parser.add_argument("--num-workers", type=int, default=available_cpus(),
                         help="worker processes, one video at a time each (default: %(default)s, the CPUs here)")
     parser.add_argument("--size-buckets",
@@ -65,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                            frames_root=args.frames_root or "", report_dir=args.report_dir or "", title=args.title,
                            num_workers=args.num_workers, strict=args.strict,
                            skip_first_last=not args.do_not_skip_first_last, progress=not args.quiet,
-                           max_failures=args.max_failures)
+                           max_failures=args.max_failures, metrics_json=args.metrics_json or "")
     except (EvaluationError, SavFormatError, storage.StorageError, OSError) as exc:
         print(f"savflow evaluate: error: {exc}", file=sys.stderr)
         return 1

@@ -20,10 +20,11 @@ def resolve_checkpoint(checkpoint: str, experiment_dir: str) -> str:
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def evaluate(gt_root: str, pred_root: str, frames_root: str, output: str, metrics: Output[Metrics],
              table: Output[Markdown], overlays: Output[HTML], video_list: str = "", annotations_root: str = "",
-             title: str = "SA-V evaluation", num_workers: int = 2) -> float:
+             title: str = "SA-V evaluation", num_workers: int = 2, do_not_skip_first_last: bool = False) -> float:
     """SA-V J&F of ``pred_root`` against ``gt_root`` (:func:`savflow.evaluate.run.evaluate_to`): results.csv,
     metrics.json and the reports under ``output``, and the same as KFP Metrics, Markdown and HTML.
     ``num_workers`` scoring processes: set it to the task's CPU limit (a pod sees all of the node's CPUs).
+    ``do_not_skip_first_last``: also score the first and last annotated frames (SA-V val/test skip them).
     Returns J&F (x100)."""
     import logging
 
@@ -32,7 +33,8 @@ def evaluate(gt_root: str, pred_root: str, frames_root: str, output: str, metric
 
     logging.basicConfig(level=logging.INFO)
     done = evaluate_to(gt_root, pred_root, output, video_list=video_list, annotations_root=annotations_root,
-                       frames_root=frames_root, title=title, num_workers=num_workers)
+                       frames_root=frames_root, title=title, num_workers=num_workers,
+                       skip_first_last=not do_not_skip_first_last)
     print(summary_text(done.result))
     for name, value in kfp_metrics(done.result).items():
         metrics.log_metric(name, value)

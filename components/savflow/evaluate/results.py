@@ -33,6 +33,21 @@ def results_csv(result: EvalResult) -> str:
     return buf.getvalue()
 
 
+def official_results_csv(result: EvalResult) -> str:
+    """``results.csv`` as the official SA-V evaluator writes it into its ``--pred_root``
+    (sav_dataset/utils/sav_benchmark.py, facebookresearch/sam2@2b90b9f): the same header, padding, one decimal
+    and row order (global row, then videos and their objects sorted), so scripts that parse that file keep
+    working. Ours under ``--output`` keeps full precision."""
+    width = max(len(GLOBAL_ROW), *(len(o.video) for o in result.objects))
+    total = result.global_scores
+    lines = [f"{'sequence':<{width}},{'obj':>3}, {'J&F':>4}, {'J':>4}, {'F':>4}",
+             f"{GLOBAL_ROW:<{width}},{'':>3}, {total.jf:.1f}, {total.j:.1f}, {total.f:.1f}"]
+    for o in sorted(result.objects, key=lambda o: (o.video, o.obj)):
+        obj = f"{int(o.obj):03}" if o.obj.isdigit() else o.obj
+        lines.append(f"{o.video:<{width}},{obj}, {o.jf:>4.1f}, {o.j:>4.1f}, {o.f:>4.1f}")
+    return "\n".join(lines) + "\n"
+
+
 def _scores_dict(scores: Scores) -> dict[str, float | int]:
     return {"J&F": scores.jf, "J": scores.j, "F": scores.f, "objects": scores.objects}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,9 @@ from savflow.common.videolists import read_video_list
 from savflow.evaluate import regression
 from savflow.evaluate.evaluator import EvalResult, EvaluationError, evaluate, size_buckets_from_manual
 from savflow.evaluate.report import Roots, html_report, markdown_report
-from savflow.evaluate.results import write_results
+from savflow.evaluate.results import RESULTS_CSV, official_results_csv, write_results
+
+log = logging.getLogger(__name__)
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -52,18 +55,30 @@ def read_size_buckets(uri: str) -> dict:
 def evaluate_to(gt_root: str, pred_root: str, output: str, *, video_list: str = "", annotations_root: str = "",
                 size_buckets_uri: str = "", frames_root: str = "", report_dir: str = "",
                 title: str = "SA-V evaluation", num_workers: int = 1, strict: bool = False,
-                skip_first_last: bool = True, progress: bool = False, max_failures: int = 0) -> Evaluation:
+                skip_first_last: bool = True, progress: bool = False, max_failures: int = 0,
+                metrics_json: str = "") -> Evaluation:
     """Score ``pred_root`` against ``gt_root`` and write results.csv and metrics.json under ``output``, and
     ``report.md`` + ``report.html`` under ``report_dir`` (default: ``output``). Size buckets come from
     ``size_buckets_uri`` or the manual annotations under ``annotations_root``; the overlay page needs the
     frames (``frames_root``) and is left out without them. Up to ``max_failures`` videos with bad input are
-    left out and listed instead of failing the evaluation."""
+    left out and listed instead of failing the evaluation. ``metrics_json``: another URI for a copy of
+    metrics.json. The official tool's ``results.csv`` goes into ``pred_root`` too, where it writes it (a
+    read-only prediction root only loses that copy, with a warning)."""
     buckets = (read_size_buckets(size_buckets_uri) if size_buckets_uri else
                size_buckets(annotations_root) if annotations_root else None)
     result = evaluate(gt_root, pred_root, read_video_list(video_list or None), strict=strict,
                       skip_first_last=skip_first_last, num_workers=num_workers, size_buckets=buckets,
                       progress=progress, max_failures=max_failures)
     files = write_results(result, output)
+    if metrics_json:
+        storage.write_bytes(metrics_json, storage.read_bytes(files["json"]), content_type="application/json")
+        files["metrics_json"] = metrics_json
+    official = storage.join(pred_root, RESULTS_CSV)
+    try:
+        storage.write_text(official, official_results_csv(result))
+        files["official_csv"] = official
+    except storage.StorageError as exc:
+        log.warning("the official-format results.csv was not written into the predictions folder: %s", exc)
     markdown = markdown_report(result, title=title)
     page = html_report(result, Roots(frames=frames_root, gt=gt_root, pred=pred_root), title=title) \
         if frames_root else None

@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=DEVICES, default="auto", help="default: cuda when available, else cpu")
     p.add_argument("--compile", action="store_true",
                    help="use sam2's torch.compile'd VOS predictor (vos_optimized); the first video is slow")
+    p.add_argument("--score-thresh", type=float, metavar="T",
+                   help="mask-logit threshold: a pixel is the object where its logit is above T (the official "
+                        "vos_inference.py's --score_thresh; default 0.0)")
     p.add_argument("--apply-postprocessing", action="store_true",
                    help="sam2's demo post-processing (hole filling, multimask fallback); off for SA-V scores")
     p.add_argument("--max-failures", type=int, default=0, metavar="M",
@@ -89,7 +92,8 @@ def run_infer(args: argparse.Namespace) -> int:
             num_shards=args.num_shards, use_all_masks=args.use_all_masks,
             track_later_objects=args.track_later_objects, device=args.device, compile=args.compile,
             max_failures=args.max_failures, apply_postprocessing=args.apply_postprocessing, workers=args.workers,
-            overwrite=args.overwrite)
+            overwrite=args.overwrite,
+            **({} if args.score_thresh is None else {"score_thresh": args.score_thresh}))
     except (storage.StorageError, ValueError, RuntimeError) as exc:
         print(f"savflow infer: error: {exc}", file=sys.stderr)
         return 2

@@ -29,9 +29,9 @@ def plan_inference_shards(frames: str, masks: str, num_shards: int, checkpoint: 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def infer_shard(shard: str, model_config: str, frames: str, masks: str, output: str, use_all_masks: bool = False,
                 track_later_objects: bool = False, device: str = "auto", compile_model: bool = False,
-                max_failures: int = 0) -> str:
-    """Segment the videos of one shard (an item of plan_inference_shards) into ``output``; returns the failure
-    report's URI."""
+                max_failures: int = 0, score_thresh: float = 0.0) -> str:
+    """Segment the videos of one shard (an item of plan_inference_shards) into ``output``, masks where the
+    logits exceed ``score_thresh``; returns the failure report's URI."""
     import json
     import logging
 
@@ -41,7 +41,7 @@ def infer_shard(shard: str, model_config: str, frames: str, masks: str, output: 
     item = json.loads(shard)
     result = infer(item["checkpoint"], model_config, frames, masks, output, videos=item["videos"],
                    use_all_masks=use_all_masks, track_later_objects=track_later_objects, device=device,
-                   compile=compile_model, max_failures=max_failures)
+                   compile=compile_model, max_failures=max_failures, score_thresh=score_thresh)
     print(result.report.summary())
     if result.exit_code != 0:
         raise RuntimeError(f"{len(result.report.failures)} videos failed (more than max_failures={max_failures}); "

@@ -67,24 +67,25 @@ def report_uri(output: str, shard: int, num_shards: int, videos: list[str]) -> s
 
 
 def prediction_key(*, checkpoint_sha256: str | None, model_config: str, use_all_masks: bool,
-                   track_later_objects: bool, apply_postprocessing: bool) -> dict:
+                   track_later_objects: bool, apply_postprocessing: bool, score_thresh: float) -> dict:
     """What determines a video's predictions, less its inputs (added per video): the weights (by content, so a
     copy of a checkpoint elsewhere is the same checkpoint), the model config and the options that change the
     masks. The device and ``compile`` are recorded in the marker but not compared."""
     return {"format": provenance.INFER_FORMAT, "checkpoint_sha256": checkpoint_sha256, "model_config": model_config,
             "use_all_masks": use_all_masks, "track_later_objects": track_later_objects,
-            "apply_postprocessing": apply_postprocessing}
+            "apply_postprocessing": apply_postprocessing, "score_thresh": score_thresh}
 
 
 def infer(checkpoint: str, model_config: str, frames: str, masks: str, output: str, videos: list[str] | None = None,
           shard: int = 0, num_shards: int = 1, use_all_masks: bool = False, track_later_objects: bool = False,
           device: str = "auto", compile: bool = False, max_failures: int = 0, apply_postprocessing: bool = False,
-          workers: int = 8, overwrite: bool = False) -> InferResult:
+          workers: int = 8, overwrite: bool = False, score_thresh: float = vos.SCORE_THRESHOLD) -> InferResult:
     """Segment every video of shard ``shard`` of ``num_shards`` (of ``videos``, default all under the roots).
 
     With ``num_shards > 1`` each call plans the same balanced shards (frames x objects) and takes its own; the
     pipeline instead plans once (``savflow plan-shards``) and hands each pod its list with one shard.
     Predictions in ``output`` made differently raise :class:`PredictionsDiffer`, unless ``overwrite``.
+    ``score_thresh``: the mask-logit threshold (``vos_inference.py --score_thresh``).
     """
     for video in videos or []:
         savformat.check_name(video)
@@ -96,7 +97,7 @@ def infer(checkpoint: str, model_config: str, frames: str, masks: str, output: s
         local = local_checkpoint(checkpoint, Path(weights_dir)) if checkpoint and selected else None
         base = prediction_key(checkpoint_sha256=sha256_file(local) if local else None, model_config=model_config,
                               use_all_masks=use_all_masks, track_later_objects=track_later_objects,
-                              apply_postprocessing=apply_postprocessing)
+                              apply_postprocessing=apply_postprocessing, score_thresh=score_thresh)
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="inputs") as pool:
             keys = {v: {**base, "inputs": inputs} for v, inputs in zip(selected, pool.map(sources.identity, selected))}
         todo = _plan(output, selected, keys, overwrite=overwrite)
@@ -107,7 +108,8 @@ def infer(checkpoint: str, model_config: str, frames: str, masks: str, output: s
             loaded = build_predictor(checkpoint, model_config, device=device, compile=compile,
                                      apply_postprocessing=apply_postprocessing, local_file=local)
             settings = {"checkpoint": checkpoint, "model_config": model_config, "use_all_masks": use_all_masks,
-                        "track_later_objects": track_later_objects, "device": str(loaded.device),
+                        "track_later_objects": track_later_objects, "score_thresh": score_thresh,
+                        "device": str(loaded.device),
                         "compiled": loaded.compiled, "hole_filling": loaded.hole_filling}
             _run(loaded, todo, sources, output, report, settings, keys, workers=workers)
     report.write(uri)
@@ -187,7 +189,7 @@ def _segment(loaded: LoadedPredictor, frames_dir: Path, masks: vos.MaskIndex, ou
 
         stats = vos.segment_video(loaded.model, loaded.device, frames_dir, masks, sink,
                                   use_all_masks=settings["use_all_masks"],
-                                  track_later=settings["track_later_objects"])
+                                  track_later=settings["track_later_objects"], score_thresh=settings["score_thresh"])
         for write in writes:
             write.result()
     return stats

@@ -11,7 +11,8 @@ ship it and it hard-codes CUDA autocast) with ``--per_obj_png_file``:
   from there; it is empty before, and an object that never appears is empty throughout. The script runs one
   state per object; sam2 1.1.0 tracks the objects of a state independently, so objects that start on the same
   frame share a state here and give the same masks with fewer image-encoder passes;
-* masks are the mask logits thresholded at 0 (``score_thresh=0``); objects may overlap.
+* masks are the mask logits thresholded at ``score_thresh`` (the script's ``--score_thresh``, default 0);
+  objects may overlap.
 
 On the same weights, inputs and floating-point environment the default mode writes masks bit-identical to the
 script's (``tests/integration/test_infer_official.py`` holds a known answer from it). Objects are prompted in
@@ -39,7 +40,7 @@ import numpy as np
 from savflow.common import savformat
 from savflow.common.savformat import SavFormatError
 
-SCORE_THRESHOLD = 0.0
+SCORE_THRESHOLD = 0.0  # vos_inference.py's --score_thresh default: a pixel is the object where its logit is > 0
 _JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
 
 Sink = Callable[[int, int, np.ndarray], None]
@@ -195,8 +196,10 @@ class SegmentStats:
 
 
 def segment_video(model, device: "torch.device", frames_dir: Path, masks: MaskIndex, sink: Sink, *,  # noqa: F821
-                  use_all_masks: bool = False, track_later: bool = False) -> SegmentStats:
-    """Segment every object of one video; ``sink`` gets each object's mask on each annotated frame once."""
+                  use_all_masks: bool = False, track_later: bool = False,
+                  score_thresh: float = SCORE_THRESHOLD) -> SegmentStats:
+    """Segment every object of one video; ``sink`` gets each object's mask on each annotated frame once (the
+    pixels whose mask logit is above ``score_thresh``)."""
     t0 = time.perf_counter()
     numbers = frame_numbers(frames_dir)
     index_of = {n: i for i, n in enumerate(numbers)}
@@ -227,7 +230,7 @@ def segment_video(model, device: "torch.device", frames_dir: Path, masks: MaskIn
                 frame = numbers[idx]
                 if frame not in wanted:
                     continue
-                binary = (logits > SCORE_THRESHOLD).cpu().numpy()
+                binary = (logits > score_thresh).cpu().numpy()
                 for i, obj in enumerate(obj_ids):
                     sink(obj, frame, binary[i, 0])
                     pending[obj].discard(frame)
