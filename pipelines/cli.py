@@ -24,6 +24,7 @@ from types import ModuleType
 
 COMMAND_MODULES = [
     "savflow.pipelines.local_cli",
+    "savflow.importers.cli",
     "savflow.stage.cli",
     "savflow.train.cli",
     "savflow.launch.cli",

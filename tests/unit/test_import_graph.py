@@ -20,7 +20,9 @@ ALLOWED = {
     "evaluate": {"common"},
     "preflight": {"common"},
     "launch": {"common", "train"},
-    "pipelines": {"common", "stage", "train", "infer", "evaluate", "preflight", "launch"},
+    "validate": {"common", "train"},
+    "importers": {"common", "validate"},
+    "pipelines": {"common", "stage", "train", "infer", "evaluate", "preflight", "launch", "validate", "importers"},
 }
 
 
