@@ -1,8 +1,14 @@
-"""The ``compile``, ``submit`` and ``schedule`` subcommands of ``savflow``: thin argv wrappers over
-:mod:`savflow.pipelines.compile` and :mod:`savflow.pipelines.kfp_client`.
+"""The ``compile``, ``submit``, ``schedule`` and ``runs`` subcommands of ``savflow``: thin argv wrappers over
+:mod:`savflow.pipelines.compile`, :mod:`savflow.pipelines.kfp_client`, :mod:`savflow.pipelines.schedules` and
+:mod:`savflow.pipelines.runs`.
 
-Exit status: 0 on success; 1 when a waited-for run ends other than SUCCEEDED, the wait times out, the API
-refuses a request, or ``compile --check`` finds stale files; 2 on invalid input (parameters, cron, times).
+Exit status of ``compile``, ``submit`` and ``schedule``: 0 on success; 1 when a waited-for run ends other than
+SUCCEEDED, the wait times out, the API refuses a request, ``schedule update`` stops half-way, or
+``compile --check`` finds stale files; 2 on invalid input (parameters, cron, times).
+Of ``runs``: 0 done; 1 finished with failures (``metrics`` of a run that did not succeed or left a task without
+scores, a waited-for run that did not succeed, a timed-out wait); 2 bad usage or input (no such run or
+experiment, a run in the wrong state) or the API or storage unreachable or refusing.
+Errors go to stderr on one line, secrets masked (:mod:`savflow.common.secrets`).
 
 Only the standard library at the top: the option declarations import the light modules they take names and
 defaults from, and the handlers import the rest; kfp itself comes only with compiling or connecting, and the
@@ -18,7 +24,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from savflow.pipelines.kfp_client import Connection, Package
@@ -28,8 +34,18 @@ COMMANDS = {
     "compile": "compile the pipelines to KFP IR YAML",
     "submit": "start a pipeline run on a Kubeflow Pipelines endpoint",
     "schedule": "manage recurring runs (of sav-evaluate by default)",
+    "runs": "list, inspect, score, cancel and retry pipeline runs",
 }
 _EXIT_INVALID = 2
+
+
+class _Examples(argparse.HelpFormatter):
+    """Wraps descriptions as usual, prints an epilog of examples (``example:`` first) line by line as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def _names() -> str:
@@ -40,7 +56,10 @@ def _names() -> str:
 
 
 def _err(command: str, message: str, status: int) -> int:
-    print(f"savflow {command}: error: {message}", file=sys.stderr)
+    from savflow.common import secrets
+
+    line = " ".join(str(message).split())  # one line
+    print(secrets.mask(f"savflow {command}: error: {line}"), file=sys.stderr)
     return status
 
 
@@ -128,8 +147,11 @@ def _run_options() -> argparse.ArgumentParser:
 
 
 def connect_from_args(args: argparse.Namespace) -> Connection:
+    from savflow.common import secrets
     from savflow.pipelines import kfp_client
 
+    secrets.add_secret(args.token)  # a token given as a flag is masked like $KF_PIPELINES_TOKEN
+    secrets.install_log_masking()  # -v logs kfp's requests and answers
     return kfp_client.connect(host=args.host, namespace=args.namespace, token=args.token,
                               sa_token_path=args.sa_token_path, kube_context=args.kube_context,
                               ui_host=args.ui_host, kfp_namespace=args.kfp_namespace)
@@ -145,20 +167,39 @@ def _package_and_params(args: argparse.Namespace, workdir: str) -> tuple[Package
     return package, resolved
 
 
-def _call_api(command: str, call: Callable[[], int]) -> int:
-    """Run the part of a verb that talks to KFP; a refusal, an unreachable endpoint or a timeout is exit 1."""
+def _api_message(exc: Any) -> str:
+    """The server's own message of an API error (grpc-gateway's JSON body), else the whole body."""
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+    try:
+        message = json.loads(body).get("message") or body
+    except (TypeError, ValueError, AttributeError):
+        message = body
+    return f"KFP API answered {exc.status} {exc.reason}: {message}"
+
+
+def _call_api(command: str, call: Callable[[], int], *, refused: int = 1) -> int:
+    """Run the part of a verb that talks to KFP; a refusal, an unreachable endpoint or a timeout is exit
+    ``refused``, an :class:`savflow.pipelines.schedules.UpdateError` exit 1."""
     import kfp_server_api
     import urllib3
+
+    from savflow.common.storage_errors import StorageError
+    from savflow.pipelines.schedules import UpdateError
 
     try:
         return call()
     except kfp_server_api.ApiException as exc:
-        body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
-        return _err(command, f"KFP API answered {exc.status} {exc.reason}: {body}", 1)
+        return _err(command, _api_message(exc), refused)
     except urllib3.exceptions.HTTPError as exc:
-        return _err(command, f"cannot reach the KFP API: {exc}", 1)
-    except (TimeoutError, ValueError) as exc:
+        return _err(command, f"cannot reach the KFP API: {exc}", refused)
+    except UpdateError as exc:
         return _err(command, str(exc), 1)
+    except StorageError as exc:
+        return _err(command, f"cannot read the run's outputs: {exc}", refused)
+    except TimeoutError as exc:
+        return _err(command, str(exc), 1)
+    except ValueError as exc:
+        return _err(command, str(exc), refused)
 
 
 # --- submit ---------------------------------------------------------------------------------------------------
@@ -245,11 +286,57 @@ def _schedule_create(args: argparse.Namespace) -> int:
         return _call_api("schedule create", call)
 
 
+def _schedule_update(args: argparse.Namespace) -> int:
+    from savflow.pipelines import kfp_client, params, schedules
+    from savflow.pipelines.cron import normalize_time, to_kfp_cron
+
+    command = "schedule update"
+    with tempfile.TemporaryDirectory(prefix="savflow-schedule-") as workdir:
+        try:  # everything that can be checked here, before the server is asked anything
+            if (args.upload or args.version_name) and not args.pipeline:
+                raise ValueError("--upload and --version-name go with --pipeline (the new pipeline to run)")
+            package = kfp_client.prepare_package(args.pipeline, workdir) if args.pipeline else None
+            file_params = params.load_params_file(args.params_file) if args.params_file else {}
+            cli_params = params.parse_assignments(args.param)
+            if args.cron is not None:
+                to_kfp_cron(args.cron)
+            if args.max_concurrency is not None:
+                schedules.check_schedule(None, args.max_concurrency)
+            for stamp in (args.start_time, args.end_time):
+                if stamp:
+                    normalize_time(stamp)
+        except ValueError as exc:
+            return _err(command, str(exc), _EXIT_INVALID)
+
+        def call() -> int:
+            try:
+                result = schedules.update_schedule(
+                    connect_from_args(args), args.id, package=package, file_params=file_params,
+                    cli_params=cli_params, name=args.name, cron=args.cron, max_concurrency=args.max_concurrency,
+                    catchup=args.catchup, start_time=args.start_time, end_time=args.end_time, enabled=args.enabled,
+                    description=args.description, upload=args.upload, version_name=args.version_name,
+                    pipeline_root=args.pipeline_root, service_account=args.service_account)
+            except ValueError as exc:  # checked against the old recurring run: parameters, times, its trigger
+                return _err(command, str(exc), _EXIT_INVALID)
+            if args.json:
+                print(json.dumps(result.to_dict(), indent=2))
+                return 0
+            print(f"replaced {result.old_id} by {result.schedule.recurring_run_id}")
+            if result.dropped_params:
+                print(f"dropped parameters the new pipeline does not declare: {', '.join(result.dropped_params)}")
+            _print_schedules([result.schedule], False)
+            return 0
+
+        return _call_api(command, call)
+
+
 def _schedule(args: argparse.Namespace) -> int:
     from savflow.pipelines import schedules
 
     if args.action == "create":
         return _schedule_create(args)
+    if args.action == "update":
+        return _schedule_update(args)
 
     def call() -> int:
         conn = connect_from_args(args)
@@ -271,7 +358,12 @@ def _register_schedule(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "schedule", help=COMMANDS["schedule"],
         description="Manage KFP recurring runs: create one that runs a pipeline (sav-evaluate by default) on a "
-                    "cron schedule, list them, pause or resume one, delete one.")
+                    "cron schedule, list them, pause or resume one, update one (replaced under the same name), "
+                    "delete one.",
+        formatter_class=_Examples,
+        epilog="example:\n  savflow schedule create --name nightly-eval --cron '0 3 * * *' "
+               "--param staged_val=gs://b/staged/val --param experiment_dir=gs://b/exp\n"
+               "  savflow schedule update ID --cron '30 3 * * 1-5'")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     c = actions.add_parser(
@@ -300,6 +392,43 @@ def _register_schedule(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--experiment", help="only this experiment's recurring runs")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    u = actions.add_parser(
+        "update", parents=[conn], help="change a recurring run (replaces it: new id, same name)",
+        formatter_class=_Examples,
+        description="Change a recurring run's schedule, parameters or pipeline. KFP cannot update a recurring run "
+                    "in place, so this creates a new one with the old one's name and settings, changed where an "
+                    "option is given, then deletes the old one: the new one is created disabled, the old one "
+                    "deleted, then the new one enabled (if the old one was, or --enabled), so the two never both "
+                    "trigger. The new one has a new id. --param values are typed by the pipeline's declared "
+                    "inputs and merged over the old parameters.",
+        epilog="example:\n  savflow schedule update 3f2a... --cron '0 4 * * *' --param infer_shards=8\n"
+               "  savflow schedule update 3f2a... --pipeline sav-evaluate --upload   # run the installed code")
+    u.add_argument("id", metavar="ID", help="recurring run id (from `savflow schedule list`)")
+    u.add_argument("--name", help="display name of the new one (default: the old one's)")
+    u.add_argument("--cron", help="new cron expression, 5 fields (see `schedule create --help`)")
+    u.add_argument("--max-concurrency", type=int, help="most runs at once, 1-10")
+    catch = u.add_mutually_exclusive_group()
+    catch.add_argument("--catchup", dest="catchup", action="store_true", default=None,
+                       help="backfill missed intervals")
+    catch.add_argument("--no-catchup", dest="catchup", action="store_false", help="run only the latest interval")
+    u.add_argument("--start-time", help="ISO 8601 time before which nothing runs ('' for none)")
+    u.add_argument("--end-time", help="ISO 8601 time after which nothing runs ('' for none)")
+    mode = u.add_mutually_exclusive_group()
+    mode.add_argument("--paused", dest="enabled", action="store_false", default=None,
+                      help="leave the new one disabled")
+    mode.add_argument("--enabled", dest="enabled", action="store_true", help="enable the new one")
+    u.add_argument("--description", help="description shown in the UI")
+    u.add_argument("--pipeline", help=f"run this pipeline instead: {_names()}, or a compiled .yaml (default: the "
+                                      "old one's spec or pipeline version)")
+    u.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="parameter to change, repeatable; wins over --params-file")
+    u.add_argument("--params-file", metavar="YAML", help="YAML mapping of parameters to change")
+    u.add_argument("--upload", action="store_true", help="with --pipeline: store it as a pipeline version")
+    u.add_argument("--version-name", help="with --pipeline --upload: name of the version")
+    u.add_argument("--pipeline-root", help="artifact root for the runs (default: the old one's)")
+    u.add_argument("--service-account", help="Kubernetes service account of the runs (default: the old one's)")
+    u.add_argument("--json", action="store_true", help="print the result as JSON")
+
     for action, text in (("pause", "stop triggering new runs (running ones go on)"),
                          ("resume", "start triggering runs again"),
                          ("delete", "delete the recurring run (its past runs stay)")):
@@ -310,8 +439,145 @@ def _register_schedule(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_schedule)
 
 
+# --- runs -----------------------------------------------------------------------------------------------------
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell, the last one as it is."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _print_run(info, as_json: bool) -> None:  # noqa: ANN001 - a savflow.pipelines.runs.RunInfo
+    if as_json:
+        print(json.dumps(info.to_dict(), indent=2, default=str))
+        return
+    for key in ("run_id", "name", "state", "pipeline", "experiment_id", "recurring_run_id", "created_at",
+                "finished_at", "url", "error"):
+        value = getattr(info, key)
+        if value is not None:
+            print(f"{key}: {value}")
+    print("parameters:" if info.parameters else "parameters: {}")
+    for key, value in sorted(info.parameters.items()):
+        print(f"  {key}: {json.dumps(value) if not isinstance(value, str) else value}")
+    if info.tasks:
+        print("tasks:")
+        for task in info.tasks:
+            print(f"  {task['name']}: {task['state'] or '-'}")
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from savflow.pipelines import kfp_client, runs
+
+    command = f"runs {args.action}"
+
+    def waited(conn: Connection, run_id: str) -> int:
+        state = kfp_client.wait_for_run(conn, run_id, args.timeout, args.poll_interval)
+        print(f"state: {state}")
+        return 0 if state == ("CANCELED" if args.action == "cancel" else "SUCCEEDED") else 1
+
+    def call() -> int:
+        try:
+            conn = connect_from_args(args)
+            if args.action == "list":
+                found = runs.list_runs(conn, args.experiment, args.state, limit=args.limit)
+                if args.json:
+                    print(json.dumps([r.to_dict() for r in found], indent=2, default=str))
+                else:
+                    _table([("ID", "STATE", "CREATED", "NAME")] +
+                           [(r.run_id, r.state or "-", r.created_at or "-", r.name) for r in found])
+                return 0
+            if args.action == "get":
+                _print_run(runs.get_run(conn, args.run_id), args.json)
+                return 0
+            if args.action == "metrics":
+                result = runs.run_metrics(conn, args.run_id)
+                if args.json:
+                    print(json.dumps(result.to_dict(), indent=2))
+                else:
+                    info = result.run
+                    print(f"run {info.run_id} ({info.pipeline or 'unknown pipeline'}, {info.state or '-'}): "
+                          f"{info.name}")
+                    if result.tasks:
+                        _table([("TASK", "STATE", "J&F", "J", "F", "VIDEOS", "METRICS")] +
+                               [(t.task, t.state or "-", _fmt(t.jf), _fmt(t.j), _fmt(t.f),
+                                 "-" if t.num_videos is None else str(t.num_videos),
+                                 t.uri if t.ok else f"{t.uri} ({t.error})") for t in result.tasks])
+                    else:
+                        print(f"no evaluation metrics under {result.eval_dir}")
+                return 0 if result.complete else 1
+            if args.action == "cancel":
+                info, asked = runs.cancel_run(conn, args.run_id)
+                print(f"canceling {info.run_id}: now {info.state}" if asked
+                      else f"{info.run_id} is already {info.state}")
+                return waited(conn, info.run_id) if args.wait else 0
+            info = runs.retry_run(conn, args.run_id)
+            print(f"retrying {info.run_id}: now {info.state}")
+            return waited(conn, info.run_id) if args.wait else 0
+        except runs.RunError as exc:
+            return _err(command, str(exc), _EXIT_INVALID)
+
+    return _call_api(command, call, refused=_EXIT_INVALID)
+
+
+def _register_runs(sub: argparse._SubParsersAction) -> None:
+    from savflow.pipelines.runs import RUN_STATES
+
+    conn = connection_options()
+    p = sub.add_parser(
+        "runs", help=COMMANDS["runs"], formatter_class=_Examples,
+        description="Pipeline runs on a KFP v2 endpoint: list them (newest first, by experiment and state), show "
+                    "one, print the J&F, J and F of each of its evaluate tasks (read from the metrics.json they "
+                    "wrote under {experiment_dir}/eval/{run id}/), cancel one, retry a failed or canceled one. "
+                    "Exit status: 0 done; 1 finished with failures (metrics of a run that did not succeed or "
+                    "left a task without scores; --wait ending otherwise than hoped); 2 bad usage or input, or "
+                    "the API or storage unreachable.",
+        epilog="example:\n  savflow runs list --experiment sav-evaluate --state FAILED\n"
+               "  savflow runs metrics 6c1f...   # J&F, J, F per evaluate task\n"
+               "  savflow runs retry 6c1f... --wait")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    ls = actions.add_parser("list", parents=[conn], help="list runs, newest first",
+                            formatter_class=_Examples,
+                            description="List runs in the namespace or one experiment, newest first.",
+                            epilog="example:\n  savflow runs list --experiment nightly --state RUNNING --limit 5")
+    ls.add_argument("--experiment", help="only this experiment's runs (by name)")
+    ls.add_argument("--state", type=str.upper, choices=RUN_STATES[:-1], metavar="STATE",
+                    help=f"only runs in this state: {', '.join(RUN_STATES[:-1])}")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many runs, 0 for all (default: %(default)s)")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    texts = {"get": ("show a run: state, parameters, tasks", "savflow runs get 6c1f... --json"),
+             "metrics": ("J&F, J and F of each evaluate task of a run; exit 1 unless it succeeded with all scores",
+                         "savflow runs metrics 6c1f..."),
+             "cancel": ("terminate a run (its pods are stopped)", "savflow runs cancel 6c1f... --wait"),
+             "retry": ("retry a FAILED or CANCELED run in place (same id; failed tasks run again)",
+                       "savflow runs retry 6c1f... --wait --timeout 7200")}
+    for action, (text, example) in texts.items():
+        a = actions.add_parser(action, parents=[conn], help=text, description=f"{text[0].upper()}{text[1:]}.",
+                               formatter_class=_Examples,
+                               epilog=f"example:\n  {example}")
+        a.add_argument("run_id", metavar="RUN_ID", help="run id (from `savflow runs list` or `savflow submit`)")
+        if action in ("get", "metrics"):
+            a.add_argument("--json", action="store_true", help="print JSON")
+        else:
+            a.add_argument("--wait", action="store_true",
+                           help="wait for the run to end; exit 1 unless it ends "
+                                f"{'CANCELED' if action == 'cancel' else 'SUCCEEDED'}")
+            a.add_argument("--timeout", type=float, default=86400.0,
+                           help="seconds to wait with --wait before giving up with exit 1 (default: %(default)g)")
+            a.add_argument("--poll-interval", type=float, default=10.0,
+                           help="seconds between state checks with --wait (default: %(default)g)")
+    p.set_defaults(func=_runs)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``compile``, ``submit`` and ``schedule`` to the ``savflow`` command."""
+    """Add ``compile``, ``submit``, ``schedule`` and ``runs`` to the ``savflow`` command."""
     _register_compile(subparsers)
     _register_submit(subparsers)
     _register_schedule(subparsers)
+    _register_runs(subparsers)

@@ -3,7 +3,10 @@ uninterrupted run (issue 12, point 3). Used by tests/integration/test_kill_anywh
 benchmarks/bench_reliability.py.
 
 A point is a delay after the start, drawn uniformly between ``lo`` and ``hi`` times the uninterrupted run's
-wall time; the whole process group is killed (torchrun's workers too), so nothing gets to clean up.
+wall time; the whole process tree is killed at once, as a pod's end kills every process in it. A process group
+is not enough: torchrun starts each worker in a session of its own
+(torch/distributed/elastic/multiprocessing/subprocess_handler/subprocess_handler.py ``_popen``), so killing the
+command's group would leave the workers training on.
 """
 
 from __future__ import annotations
@@ -55,12 +58,44 @@ def kill_after(cmd: Sequence[str], delay: float, *, env: Mapping[str, str] | Non
             proc.wait(timeout=delay)
             return False
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
             proc.wait()
             return True
     finally:
         if log:
             out.close()
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc."""
+    out: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out.setdefault(int(fields[1]), []).append(int(entry.name))
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it. All are stopped first (SIGSTOP), so none can start another
+    or react to a sibling's death while the tree is collected."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        try:
+            os.kill(current, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        todo += _children().get(current, [])
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def delays(seed: int, trials: int, seconds: float, lo: float = 0.25, hi: float = 0.95) -> list[float]:

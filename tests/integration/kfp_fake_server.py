@@ -14,7 +14,23 @@ to get-or-create experiments and find pipelines); anything else is answered 400 
 
 A run starts ``PENDING``, turns ``RUNNING`` on the first GET and ends in :attr:`KfpFakeServer.final_state` after
 :attr:`KfpFakeServer.polls_to_finish` GETs, so a client that waits sees the same sequence as on a cluster; with
-``final_state=None`` runs never end (to test timeouts).
+``final_state=None`` runs never end (to test timeouts). :meth:`KfpFakeServer.finish` ends one at once, with the
+task details a test wants.
+
+Runs (paths and response types checked against kfp_server_api/api/run_service_api.py, recurring runs against
+recurring_run_service_api.py, the pipeline version GET against pipeline_service_api.py; the server's rules
+against the KFP backend, backend/src/apiserver):
+
+* ``GET /runs`` lists by ``experiment_id`` or ``namespace`` (the experiment's), newest first with
+  ``sort_by=created_at desc``, filtered by ``EQUALS`` on ``state`` or ``display_name`` (model/run.go maps both);
+* ``POST /runs/{id}:terminate`` turns a PENDING, RUNNING or PAUSED run CANCELING (storage/run_store.go
+  TerminateRun updates only those, else 400 "Row not found"), and the next GET finds it CANCELED (in a cluster
+  the persistence agent reports the terminated workflow);
+* ``POST /runs/{id}:retry`` re-runs a FAILED or CANCELED run in place: RUNNING again, same id, then ending like
+  a new run; another state is answered 500 as the real server does (resource_manager.go RetryRun: Argo's
+  ``CanRetry`` "workflow must be Failed/Error to retry", wrapped as an internal error);
+* recurring runs need not have unique display names (model/job.go has no unique index on DisplayName; the
+  ScheduledWorkflow is created with GenerateName), and there is no update endpoint.
 """
 
 from __future__ import annotations
@@ -178,7 +194,12 @@ class KfpFakeServer:
             ("POST", r"/experiments", lambda: self._create_experiment(body)),
             ("GET", r"/experiments/(?P<id>[^/:]+)", lambda id: self._get("experiment", self.experiments, id)),
             ("POST", r"/runs", lambda: self._create_run(body)),
+            ("GET", r"/runs", lambda: self._list("runs", self._runs_in(q), q)),
             ("GET", r"/runs/(?P<id>[^/:]+)", lambda id: self._get_run(id)),
+            ("POST", r"/runs/(?P<id>[^/:]+):terminate", lambda id: self._terminate_run(id)),
+            ("POST", r"/runs/(?P<id>[^/:]+):retry", lambda id: self._retry_run(id)),
+            ("GET", r"/pipelines/(?P<pid>[^/:]+)/versions/(?P<vid>[^/:]+)",
+             lambda pid, vid: self._get_version(pid, vid)),
             ("GET", r"/pipelines", lambda: self._list("pipelines", self.pipelines, q, namespaced=True)),
             ("POST", r"/pipelines", lambda: self._create_pipeline(body)),
             ("POST", r"/pipelines/upload", lambda: self._upload_pipeline(q, body)),
@@ -275,10 +296,50 @@ class KfpFakeServer:
         self._polls[ident] += 1
         if run["state"] == "PENDING":
             self._set_state(run, "RUNNING")
+        elif run["state"] == "CANCELING":
+            self._set_state(run, "CANCELED")
+            run["finished_at"] = _now()
         elif run["state"] == "RUNNING" and self.final_state and self._polls[ident] >= self.polls_to_finish:
             self._set_state(run, self.final_state)
             run["finished_at"] = _now()
         return run
+
+    def _runs_in(self, q: dict[str, str]) -> dict[str, dict]:
+        if q.get("experiment_id"):
+            return {k: v for k, v in self.runs.items() if v["experiment_id"] == q["experiment_id"]}
+        if q.get("namespace"):
+            return {k: v for k, v in self.runs.items()
+                    if self.experiments[v["experiment_id"]].get("namespace", "") == q["namespace"]}
+        return self.runs
+
+    def _terminate_run(self, ident: str) -> dict:
+        run = self._get("run", self.runs, ident)
+        if run["state"] not in ("PENDING", "RUNNING", "PAUSED", "RUNTIME_STATE_UNSPECIFIED"):
+            raise _bad(f"Failed to terminate a run {ident}. Row not found")
+        self._set_state(run, "CANCELING")
+        return {}
+
+    def _retry_run(self, ident: str) -> dict:
+        run = self._get("run", self.runs, ident)
+        if run["state"] not in ("FAILED", "CANCELED"):
+            raise ApiError(500, 13, f"Failed to retry run {ident} as it does not allow reties: workflow must be "
+                                    "Failed/Error to retry")  # INTERNAL, the real server's wording
+        self._set_state(run, "RUNNING")
+        run.pop("finished_at", None)
+        self._polls[ident] = 0
+        return {}
+
+    def finish(self, ident: str, state: str, tasks: list[tuple[str, str]] = ()) -> dict:
+        """End run ``ident`` in ``state`` now, with ``run_details.task_details`` of (display name, state)."""
+        with self._lock:
+            run = self.runs[ident]
+            self._set_state(run, state)
+            run["finished_at"] = _now()
+            if tasks:
+                run["run_details"] = {"task_details": [
+                    {"run_id": ident, "task_id": str(uuid.uuid4()), "display_name": name, "state": task_state}
+                    for name, task_state in tasks]}
+            return run
 
     @staticmethod
     def _set_state(run: dict, state: str) -> None:
@@ -338,6 +399,9 @@ class KfpFakeServer:
         if any(v["display_name"] == name for v in self._versions_of(pipeline_id).values()):
             raise ApiError(409, 6, f"pipeline version {name!r} already exists")
         return self._add_version(pipeline_id, name, self._uploaded_spec(body), q.get("description", ""))
+
+    def _get_version(self, pipeline_id: str, version_id: str) -> dict:
+        return self._get("pipeline version", self._versions_of(pipeline_id), version_id)
 
     def _versions_of(self, pipeline_id: str) -> dict[str, dict]:
         if pipeline_id not in self.pipelines:

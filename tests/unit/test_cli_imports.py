@@ -131,6 +131,19 @@ def test_kfp_verbs_import_kfp_but_no_step_work(argv: list[str], at_start: set[st
     assert "kfp" in found and not found & STEP_WORK, sorted(found & STEP_WORK)
 
 
+@pytest.mark.parametrize("argv", [["runs", "list", "--state", "FAILED"], ["runs", "get", "r1"],
+                                  ["runs", "metrics", "r1"], ["runs", "cancel", "r1"], ["runs", "retry", "r1"],
+                                  ["schedule", "update", "rr1", "--cron", "0 4 * * *"]])
+def test_runs_and_schedule_update_import_kfp_but_no_step_work(argv: list[str], at_start: set[str]) -> None:
+    """As above; ``runs`` answers an unreachable API with exit 2, ``schedule`` with 1 like its other actions."""
+    code, out, modules = run_cli(*argv, "--host", f"http://127.0.0.1:{_closed_port()}")
+    assert code == (2 if argv[0] == "runs" else 1) and "cannot reach the KFP API" in out, out
+    assert len([line for line in out.splitlines() if line.startswith("savflow ")]) == 1, out
+    assert "Traceback" not in out, out
+    found = third_party(modules, at_start)
+    assert "kfp" in found and not found & STEP_WORK, sorted(found & STEP_WORK)
+
+
 def test_launch_train_print_manifest_imports_no_step_work(at_start: set[str]) -> None:
     code, out, modules = run_cli("launch-train", "--name", "n", "--config", "c", "--train-frames", "f",
                                  "--train-annotations", "a", "--experiment-dir", "e", "--print-manifest")
@@ -156,3 +169,28 @@ def test_evaluate_imports_neither_torch_av_nor_kfp(tmp_path: Path, at_start: set
     assert code == 0 and "J&F: 100.0" in out, out
     found = third_party(modules, at_start)
     assert "numpy" in found and not found & {"torch", "torchvision", "sam2", "hydra", "av", *KFP}, sorted(found)
+
+
+def test_import_imports_neither_torch_av_hydra_nor_kfp(tmp_path: Path, at_start: set[str]) -> None:
+    """A JPEG-frame dataset (no --mp4) is copied and its masks converted with PIL, numpy and pycocotools."""
+    from savflow.common.demo_data import SyntheticSpec
+    from savflow.importers.samples import write_davis
+
+    write_davis(str(tmp_path / "src"), SyntheticSpec(num_videos=1, num_frames=4, height=16, width=24))
+    code, out, modules = run_cli("import", "--format", "davis", "--source", str(tmp_path / "src"), "--dest",
+                                 str(tmp_path / "out"), "--workers", "1")
+    assert code == 0 and "1 videos imported" in out, out
+    found = third_party(modules, at_start)
+    assert "numpy" in found and not found & {"torch", "sam2", "hydra", "av", "cv2", *KFP}, sorted(found)
+
+
+def test_validate_imports_neither_av_cv2_nor_kfp(tmp_path: Path, at_start: set[str]) -> None:
+    """validate composes the training config (Hydra, sam2's resolvers: torch) but decodes no video."""
+    from savflow.common.demo_data import SyntheticSpec, write_staged_train_split
+
+    write_staged_train_split(str(tmp_path / "train"), SyntheticSpec(num_videos=1, num_frames=32, height=16, width=24))
+    code, out, modules = run_cli("validate", "--train", str(tmp_path / "train"), "--config",
+                                 "sam2.1_tiny128_sav_finetune")
+    assert code == 0 and "1 valid" in out, out
+    found = third_party(modules, at_start)
+    assert "hydra" in found and not found & {"av", "cv2", *KFP}, sorted(found)

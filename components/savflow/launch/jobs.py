@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from savflow.common import platforms
+from savflow.common import platforms, secrets
 from savflow.common.kube import current_namespace, load_api_client, read_crd
 from savflow.launch import pytorchjob, trainjob
 from savflow.train import torchrun
@@ -252,6 +252,8 @@ def launch(
     """Create (or adopt) the job ``name`` for ``spec`` and wait for its outcome; see the module docstring."""
     from kubernetes import client
 
+    emit = secrets.masking(emit, extra=spec.env)  # pod logs and events: the job's secrets and this process's
+
     api_client = api_client or load_api_client()
     namespace = namespace or current_namespace()
     custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
@@ -270,7 +272,7 @@ def launch(
                 if result is not None:
                     succeeded, reason, message = result
                     if not succeeded:
-                        raise JobFailed(name, reason, message)
+                        raise JobFailed(name, reason, secrets.mask(message, extra=spec.env))
                     emit(f"[{name}] succeeded after {time.monotonic() - started:.0f} s")
                     return Outcome(name, namespace, adopted, time.monotonic() - started)
                 if time.monotonic() - started > timeout_s:
@@ -425,13 +427,14 @@ def run_local(spec: TrainJobSpec, *, timeout_s: float = 24 * 3600, emit: Emit = 
     """The job of ``spec`` as one local node (:mod:`savflow.train.torchrun`), judged like a cluster job:
     :class:`JobFailed` on a non-zero exit, :class:`LaunchError` on the timeout."""
     started = time.monotonic()
+    emit = secrets.masking(emit, extra=spec.env)
     with _sigterm_raises():
         try:
             torchrun.run(spec.worker_args, spec.procs_per_node, env=spec.env, module=spec.worker_module,
                          timeout_s=timeout_s, emit=emit, cwd=cwd)
         except torchrun.TorchrunFailed as exc:
             raise JobFailed("local", "exit status 1" if exc.code == 1 else f"exit status {exc.code}",
-                            exc.tail) from None
+                            secrets.mask(exc.tail, extra=spec.env)) from None
         except torchrun.TorchrunTimeout as exc:
             raise LaunchError(str(exc)) from None
     return Outcome("local", "", False, time.monotonic() - started)

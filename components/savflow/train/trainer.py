@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 from training.trainer import Trainer, unwrap_ddp_if_wrapped
 from training.utils.train_utils import Phase
 
-from savflow.common import checkpoints, storage
+from savflow.common import checkpoints, secrets, storage
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,9 @@ class SavflowTrainer(Trainer):
     """``training.trainer.Trainer`` that publishes its checkpoints and metrics to object storage."""
 
     def __init__(self, *, savflow: Mapping[str, Any], **kwargs: Any) -> None:
-        settings = OmegaConf.to_container(savflow, resolve=True) if OmegaConf.is_config(savflow) else dict(savflow)
+        # not resolved again: hydra's instantiate has resolved the config, and what looks like an interpolation now
+        # was escaped by the worker to stay as it is (the run key's overrides)
+        settings = OmegaConf.to_container(savflow, resolve=False) if OmegaConf.is_config(savflow) else dict(savflow)
         self.savflow = SavflowSettings(**settings)
         self._loss_curve: list[list[float]] = []
         self._step_times: list[float] = []
@@ -104,6 +106,8 @@ class SavflowTrainer(Trainer):
         self._prior_epochs: list[dict[str, Any]] = []
         self._run_started = time.time()
         self._seed_value = int(kwargs.get("seed_value", 123))  # training.trainer.Trainer's default
+        # Trainer.__init__ logs every environment variable (train_utils.log_env_variables): mask the secret ones
+        secrets.install_log_masking()
         super().__init__(**kwargs)
         self._start_step = self.steps[Phase.TRAIN]
         self._epochs_done = self.epoch  # trainer epochs completed (the trainer's own counter is 0-based)

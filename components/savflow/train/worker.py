@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from savflow.common import checkpoints, deployment, storage
+from savflow.common import checkpoints, deployment, secrets, storage
 from savflow.common.cpus import available_cpus
 from savflow.train import data, distenv, run_key
 
@@ -181,7 +181,20 @@ def adapt_config(cfg, *, device: str, train_data: data.LocalTrainData, run_dir: 
             trainer.checkpoint.model_weight_initializer = None
         else:
             trainer.checkpoint.model_weight_initializer.state_dict.checkpoint_path = str(init_checkpoint)
-        trainer.savflow = settings
+        trainer.savflow = _literal(settings)
+
+
+def _literal(value: Any) -> Any:
+    """``value`` with every ``${`` escaped, so that the config keeps its strings as they are: the run key holds
+    the overrides as given, and ``+k=${oc.env:TOKEN}`` resolved there would put the token in every checkpoint
+    marker (and differ from the key the next run computes)."""
+    if isinstance(value, str):
+        return value.replace("${", "\\${")
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_literal(v) for v in value]
+    return value
 
 
 def _configure_logging(env: distenv.DistEnv) -> None:
@@ -241,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Train as one process of the job described by the environment; returns the exit status."""
+    secrets.install_log_masking()  # before the sam2 trainer logs the whole environment (savflow.common.secrets)
     distenv.single_process_env(os.environ)
     env = distenv.read_dist_env(os.environ)
     _configure_logging(env)
@@ -290,7 +304,8 @@ def _train(cfg, *, env: distenv.DistEnv, device: str, experiment_dir: str) -> in
     from savflow.train.cpu_memmeter import cpu_mem_meter
 
     if env.is_primary:
-        storage.write_text(storage.join(experiment_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
+        resolved = secrets.mask_data(OmegaConf.to_container(cfg, resolve=True))  # an override may hold ${oc.env:..}
+        storage.write_text(storage.join(experiment_dir, "config.yaml"), OmegaConf.to_yaml(OmegaConf.create(resolved)))
     try:
         trainer = instantiate(cfg.trainer, _recursive_=False)
         with cpu_mem_meter() if device == "cpu" else contextlib.nullcontext():
