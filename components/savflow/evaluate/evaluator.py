@@ -21,10 +21,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping
 
+import cv2
 import numpy as np
 
 from savflow.common import storage
@@ -32,8 +32,8 @@ from savflow.common.cpus import available_cpus
 from savflow.common.failures import Failure
 from savflow.common.markers import MARKER_DIR
 from savflow.common.savformat import SavFormatError, check_name, parse_manual_json
-from savflow.evaluate.jf import Box, ObjectScores, bbox
-from savflow.evaluate.png import decode_mask_png
+from savflow.evaluate.jf import Mask, ObjectScores, bbox
+from savflow.evaluate.png import decode_mask, decode_mask_png
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +213,25 @@ def _plan(video: str, gt_root: str, pred_root: str, gt_files: list[str], pred_fi
     return task
 
 
+def _read_local(uri: str) -> bytes:
+    """:func:`storage.read_bytes` of a local file, with the same errors, in half the time: a mask is read in
+    about 10 us with ``open``, 20 us through pathlib."""
+    path = uri[len(storage.FILE_SCHEME):] if uri.startswith(storage.FILE_SCHEME) else uri
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError as exc:
+        raise storage.NotFoundError(f"{uri}: not found") from exc
+    except (NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        raise storage.StorageError(f"{uri}: {exc.strerror or exc}") from exc
+
+
 def _reader(task: _Task) -> Callable[[str], bytes]:
     """Read files of the task's video by URI; on GCS fetch them all up front in parallel threads."""
     if not (storage.is_gcs(task.gt_root) or storage.is_gcs(task.pred_root)):
-        return storage.read_bytes
+        return _read_local
+    from concurrent.futures import ThreadPoolExecutor
+
     rel = task.relative_files()
     uris = sorted({storage.join(root, task.video, r) for root in (task.gt_root, task.pred_root) for r in rel})
     with ThreadPoolExecutor(max_workers=_FETCH_THREADS) as pool:
@@ -224,45 +239,53 @@ def _reader(task: _Task) -> Callable[[str], bytes]:
     return fetched.__getitem__
 
 
-def _check_single_object(mask: np.ndarray, box: Box | None, uri: str) -> None:
+def _check_single_object(mask: Mask, uri: str) -> None:
     """The official check that an SA-V PNG holds one object: at most two distinct values (looked at in the box;
     outside it everything is 0)."""
-    if box is None:
+    if mask.box is None:
         return
-    crop = mask[box[0]:box[1] + 1, box[2]:box[3] + 1]
-    top = crop.max()
+    crop = mask.pixels
+    low, top = cv2.minMaxLoc(crop)[:2]
+    if top <= 1 or low == top:
+        return  # 0 and 1, or one value in the whole box
     n_top = int(np.count_nonzero(crop == top))
-    n_zero = int(np.count_nonzero(crop == 0))
-    if n_top + n_zero == crop.size:
+    if low == 0 and n_top == np.count_nonzero(crop):
         return
-    if n_zero == 0 and crop.size == mask.size and n_top + int(np.count_nonzero(crop == crop.min())) == crop.size:
-        return
+    if low > 0 and crop.size == mask.shape[0] * mask.shape[1] and \
+            n_top + int(np.count_nonzero(crop == low)) == crop.size:
+        return  # no 0 anywhere: two values over the whole image
     values = np.unique(crop).tolist()
     raise EvaluationError(f"{uri}: holds more than one object (values {values[:8]}); the SA-V layout has one "
                           "object per PNG")
 
 
+def _check_shapes(gt: tuple[int, ...], pred: tuple[int, ...], gt_uri: str, pred_uri: str) -> None:
+    if gt != pred:
+        raise EvaluationError(f"{pred_uri}: shape {pred[0]}x{pred[1]} does not match the ground truth "
+                              f"{gt_uri} ({gt[0]}x{gt[1]})")
+
+
 def _pair(read: Callable[[str], bytes], video: str, gt_uri: str, pred_uri: str) -> tuple[np.ndarray, np.ndarray]:
     gt = decode_mask_png(read(gt_uri), file=gt_uri, video=video)
     pred = decode_mask_png(read(pred_uri), file=pred_uri, video=video)
-    if gt.shape != pred.shape:
-        raise EvaluationError(f"{pred_uri}: shape {pred.shape[0]}x{pred.shape[1]} does not match the ground truth "
-                              f"{gt_uri} ({gt.shape[0]}x{gt.shape[1]})")
+    _check_shapes(gt.shape, pred.shape, gt_uri, pred_uri)
     return gt, pred
 
 
 def _score_objects_layout(task: _Task, read: Callable[[str], bytes]) -> Iterator[tuple[str, ObjectScores]]:
-    """Object by object; each object's frames are its own folder's."""
+    """Object by object; each object's frames are its own folder's. A mask is kept as its bounding box and the
+    pixels in it (:func:`~savflow.evaluate.png.decode_mask`), which is all that scoring looks at."""
     for obj, frames in task.objects:
         scores = ObjectScores()
         for frame in frames:
             gt_uri = storage.join(task.gt_root, task.video, obj, frame)
             pred_uri = storage.join(task.pred_root, task.video, obj, frame)
-            gt, pred = _pair(read, task.video, gt_uri, pred_uri)
-            gt_box, pred_box = bbox(gt), bbox(pred)
-            _check_single_object(gt, gt_box, gt_uri)
-            _check_single_object(pred, pred_box, pred_uri)
-            scores.add(frame[:-len(".png")], pred, gt, (pred_box, gt_box))
+            gt = decode_mask(read(gt_uri), file=gt_uri, video=task.video)
+            pred = decode_mask(read(pred_uri), file=pred_uri, video=task.video)
+            _check_shapes(gt.shape, pred.shape, gt_uri, pred_uri)
+            _check_single_object(gt, gt_uri)
+            _check_single_object(pred, pred_uri)
+            scores.add_masks(frame[:-len(".png")], pred, gt)
         yield obj, scores
 
 
@@ -316,10 +339,23 @@ def _unscored_reason(evaluated_frames: int) -> str:
     return f"empty in the ground truth on all {evaluated_frames} evaluated frames"
 
 
-def _run_all(tasks: list[_Task], num_workers: int, progress: bool) -> list[_Outcome]:
-    from tqdm import tqdm
+class _NoBar:
+    """What ``_run_all`` uses of a tqdm bar, doing nothing: without a progress bar tqdm is not imported."""
 
-    bar = tqdm(total=len(tasks), desc="evaluate", unit="video", disable=not progress)
+    def update(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _run_all(tasks: list[_Task], num_workers: int, progress: bool) -> list[_Outcome]:
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), desc="evaluate", unit="video")
+    else:
+        bar = _NoBar()
     outcomes: list[_Outcome] = []
     try:
         if num_workers <= 1 or len(tasks) <= 1:
@@ -327,6 +363,8 @@ def _run_all(tasks: list[_Task], num_workers: int, progress: bool) -> list[_Outc
                 outcomes.append(_run_task(task))
                 bar.update()
         else:
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
             with ProcessPoolExecutor(max_workers=min(num_workers, len(tasks))) as pool:
                 for future in as_completed([pool.submit(_run_task, t) for t in tasks]):
                     outcomes.append(future.result())
