@@ -37,6 +37,17 @@ INFER_VOLATILE = {"_done/": ("seconds",)}
 EVAL_VOLATILE = {"metrics.json": ("seconds",)}
 
 
+def _rerun(step: str, cmd: list[str], root: str, want: dict, *, killed: bool, volatile: dict | None = None) -> str:
+    """Run the killed command again; it must succeed and leave what the uninterrupted run left (recorded in the
+    reliability table either way). Returns its output."""
+    again = run(cmd, env=_env())
+    identical = not differing(snapshot(root, volatile=volatile), want)
+    reliability.kill(step, killed=killed, resumed=again.returncode == 0, identical=identical)
+    assert again.returncode == 0, again.output
+    assert identical
+    return again.output
+
+
 def _check_marked_units_are_whole(staged: str, tmp: Path) -> set[str]:
     """Every video marked at the kill materializes and matches its marker: a reader never sees half of one."""
     done = markers.done_units(staged)
@@ -57,12 +68,8 @@ def test_stage_killed_anywhere(tmp_path: Path, layout: str) -> None:
         dest = str(tmp_path / f"trial{trial}")
         killed = kill_after([*cmd, "--dest", dest], delay, env=_env())
         done = _check_marked_units_are_whole(dest, tmp_path)
-        again = run([*cmd, "--dest", dest], env=_env())
-        identical = not differing(snapshot(dest, volatile=STAGE_VOLATILE), want)
-        reliability.kill("stage", killed=killed, resumed=again.returncode == 0, identical=identical)
-        assert again.returncode == 0, again.output
-        assert f"{len(ids) - len(done)} staged, {len(done)} already complete" in again.output
-        assert identical
+        output = _rerun("stage", [*cmd, "--dest", dest], dest, want, killed=killed, volatile=STAGE_VOLATILE)
+        assert f"{len(ids) - len(done)} staged, {len(done)} already complete" in output
 
 
 def test_materialize_killed_anywhere(tmp_path: Path) -> None:
@@ -82,11 +89,7 @@ def test_materialize_killed_anywhere(tmp_path: Path) -> None:
         for video in markers.done_units(str(local)):  # what the local markers vouch for is all there
             for entry in markers.read_marker(str(local), video)["files"]:
                 lay.check_data(entry, (local / entry["name"]).read_bytes(), where=str(local))
-        again = run([*cmd, "--local", str(local)], env=_env())
-        identical = not differing(snapshot(str(local)), want)
-        reliability.kill("materialize", killed=killed, resumed=again.returncode == 0, identical=identical)
-        assert again.returncode == 0, again.output
-        assert identical
+        _rerun("materialize", [*cmd, "--local", str(local)], str(local), want, killed=killed)
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +122,8 @@ def test_infer_and_evaluate_killed_anywhere(gcs_bucket: str, tmp_path: Path, tin
         for video in done:  # a marked video has all its PNGs, as in the uninterrupted run
             names = [n for n in want if n.startswith(f"{video}/")]
             assert {n: storage.read_bytes(f"{output}/{n}") for n in names} == {n: want[n] for n in names}
-        again = run([*infer, "--output", output], env=_env())
-        identical = not differing(snapshot(output, volatile=INFER_VOLATILE), want)
-        reliability.kill("infer", killed=killed, resumed=again.returncode == 0, identical=identical)
-        assert again.returncode == 0, again.output
-        assert f"{4 - len(done)} done, {len(done)} already complete" in again.output
-        assert identical
+        again = _rerun("infer", [*infer, "--output", output], output, want, killed=killed, volatile=INFER_VOLATILE)
+        assert f"{4 - len(done)} done, {len(done)} already complete" in again
 
     evaluate = [*SAVFLOW, "evaluate", "--gt-root", str(split / savformat.MASKS_DIR), "--pred-root",
                 f"{gcs_bucket}/ref", "--num-workers", "1", "--quiet"]
@@ -136,10 +135,7 @@ def test_infer_and_evaluate_killed_anywhere(gcs_bucket: str, tmp_path: Path, tin
         killed = kill_after([*evaluate, "--output", str(out)], delay, env=_env())
         if (out / "metrics.json").exists():  # what readers take as complete is complete
             assert snapshot(str(out), volatile=EVAL_VOLATILE)["metrics.json"] == want["metrics.json"]
-        again = run([*evaluate, "--output", str(out)], env=_env())
-        identical = not differing(snapshot(str(out), volatile=EVAL_VOLATILE), want)
-        reliability.kill("evaluate", killed=killed, resumed=again.returncode == 0, identical=identical)
-        assert again.returncode == 0 and identical
+        _rerun("evaluate", [*evaluate, "--output", str(out)], str(out), want, killed=killed, volatile=EVAL_VOLATILE)
 
 
 _STEP_RE = re.compile(r"Train Epoch: \[(\d+)\]\[\s*(\d+)/(\d+)\]")

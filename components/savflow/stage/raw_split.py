@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from savflow.common import savformat, storage
 from savflow.common.storage_stat import ObjectStat
@@ -93,27 +93,28 @@ def _video_of(rel: str, source: ValSource, what: str) -> str | None:
     return video
 
 
+def _listed(source: ValSource, folder: str) -> Iterator[tuple[str, str, str]]:
+    """``(video, name below the video folder, name below the split)`` of every file under ``folder`` (one
+    listing), each file's size and version kept for the video's identity; unsafe video names become problems."""
+    for rel, st in storage.list_stats(storage.join(source.root, folder)).items():
+        video = _video_of(rel, source, folder)
+        if video is not None:
+            source.stats.setdefault(video, []).append((f"{folder}/{rel}", st.size, st.version))
+            yield video, rel[len(video) + 1:], f"{folder}/{rel}"
+
+
 def _scan_val(root: str) -> ValSource:
     source = ValSource(root)
-    for rel, st in storage.list_stats(storage.join(root, savformat.FRAMES_DIR)).items():
-        video = _video_of(rel, source, savformat.FRAMES_DIR)
-        if video is None:
-            continue
-        source.stats.setdefault(video, []).append((f"{savformat.FRAMES_DIR}/{rel}", st.size, st.version))
-        match = _FRAME_RE.fullmatch(rel[len(video) + 1:])
+    for video, name, where in _listed(source, savformat.FRAMES_DIR):
+        match = _FRAME_RE.fullmatch(name)
         if match is None:
-            source.problems.setdefault(video, f"{savformat.FRAMES_DIR}/{rel}: unexpected file (want NNNNN.jpg)")
+            source.problems.setdefault(video, f"{where}: unexpected file (want NNNNN.jpg)")
             continue
         source.frames.setdefault(video, []).append(int(match.group(1)))
-    for rel, st in storage.list_stats(storage.join(root, savformat.MASKS_DIR)).items():
-        video = _video_of(rel, source, savformat.MASKS_DIR)
-        if video is None:
-            continue
-        source.stats.setdefault(video, []).append((f"{savformat.MASKS_DIR}/{rel}", st.size, st.version))
-        match = _MASK_RE.fullmatch(rel[len(video) + 1:])
+    for video, name, where in _listed(source, savformat.MASKS_DIR):
+        match = _MASK_RE.fullmatch(name)
         if match is None:
-            source.problems.setdefault(
-                video, f"{savformat.MASKS_DIR}/{rel}: unexpected file (want the per-object layout OOO/NNNNN.png)")
+            source.problems.setdefault(video, f"{where}: unexpected file (want the per-object layout OOO/NNNNN.png)")
             continue
         source.masks.setdefault(video, {}).setdefault(int(match.group(1)), []).append(int(match.group(2)))
     for frames in source.frames.values():
