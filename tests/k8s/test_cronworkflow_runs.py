@@ -108,3 +108,4 @@ def test_the_cronworkflow_evaluates_the_newest_checkpoint(tmp_path: Path) -> Non
     _run_template(templates["evaluate"], values, tmp_path)
     metrics = json.loads(storage.read_text(f"{exp}/eval/{values['workflow.name']}/metrics.json"))
     assert metrics["num_videos"] == 2 and 0.0 <= metrics["J&F"] <= 100.0
+    assert metrics["protocol"] == {"skip_first_last": True}  # --do-not-skip-first-last=false, as Argo substitutes it
