@@ -9,6 +9,7 @@ The command lines are the CLI's, run in subprocesses the way a pod runs them (``
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import uuid
@@ -163,14 +164,21 @@ def test_training_under_torchrun_killed_anywhere(gcs_bucket: str, tmp_path: Path
     ref = checkpoints.latest_checkpoint(f"{gcs_bucket}/ref")
     steps_per_epoch = ref.step // ref.epoch
     want = torch.load(storage.download_file(ref.model, tmp_path / "ref.pt"), map_location="cpu")["model"]
-    for trial, delay in enumerate(delays(seed=11, trials=2, seconds=reference.seconds / 2, lo=0.0, hi=1.0)):
+    # kill points by step, not by time (the startup's length varies): a random step of epochs 2 to the one
+    # before the last, then a random fraction of a step, so that the kill lands in a step or in a checkpoint
+    # write and the run must really resume (a kill after the last checkpoint would test nothing)
+    rng = random.Random(11)
+    seconds_per_step = reference.seconds / ref.step
+    for trial in range(3):
+        target, delay = rng.randint(steps_per_epoch + 1, ref.step - steps_per_epoch), rng.uniform(0, 0.5)
         exp = f"{gcs_bucket}/trial{trial}"
         log = tmp_path / f"killed{trial}.log"
-        killed = kill_after([*cmd, "--experiment-dir", exp], delay, env=env, log=log,
-                            until=lambda: bool(checkpoints.complete_checkpoints(exp)))
+        killed = kill_after([*cmd, "--experiment-dir", exp], delay * seconds_per_step, env=env, log=log,
+                            until=lambda: log.exists() and _last_step(log.read_text()) >= target)
+        assert killed
         reached = _last_step(log.read_text())
         saved = checkpoints.latest_checkpoint(exp)
-        assert saved is not None and reached >= saved.step
+        assert saved is not None and reached >= saved.step and saved.epoch < ref.epoch
         assert reached - saved.step <= steps_per_epoch  # at most one save interval (--save-every 1) lost
         again = run([*cmd, "--experiment-dir", exp], env=env)
         assert again.returncode == 0, again.output[-3000:]

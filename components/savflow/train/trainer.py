@@ -66,9 +66,10 @@ def state_dict_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def seed_epoch(seed: int, rank: int, epoch: int) -> None:
-    """Seed Python, NumPy and torch (CUDA too) for one trainer epoch of one process: the same triple always gives
-    the same random streams, whatever ran before in the process."""
+def seed_epoch(seed: int, rank: int, epoch: int, model: torch.nn.Module | None = None) -> None:
+    """Seed Python, NumPy and torch (CUDA too) for one trainer epoch of one process, and the model's own
+    generator: the same triple always gives the same random streams, whatever ran before in the process, so a
+    run resumed at an epoch boundary goes on exactly as the uninterrupted one would have."""
     import random
 
     import numpy as np
@@ -77,6 +78,12 @@ def seed_epoch(seed: int, rank: int, epoch: int) -> None:
     random.seed(value)
     np.random.seed(value)
     torch.manual_seed(value)  # seeds every CUDA device as well
+    # training.model.sam2.SAM2Train draws its prompts (how many conditioning frames, which ones, points or
+    # masks) from ``self.rng``, seeded once with 42 in __init__ and absent from the checkpoint: without this a
+    # resumed run starts that stream over. The same seed on every rank, as sam2 has it, so that all replicas
+    # pick the same prompts and run the same graph.
+    if model is not None and isinstance(getattr(model, "rng", None), np.random.Generator):
+        model.rng = np.random.default_rng([seed, epoch])
 
 
 def downsample_curve(points: list[list[float]], max_points: int = MAX_CURVE_POINTS) -> list[list[float]]:
@@ -123,7 +130,7 @@ class SavflowTrainer(Trainer):
         return result
 
     def train_epoch(self, train_loader):  # noqa: ANN001
-        seed_epoch(self._seed_value, self.distributed_rank, int(self.epoch))
+        seed_epoch(self._seed_value, self.distributed_rank, int(self.epoch), unwrap_ddp_if_wrapped(self.model))
         outs = super().train_epoch(train_loader)
         if self.distributed_rank == 0:
             self._epoch_stats.append({k: v for k, v in outs.items() if isinstance(v, (int, float))})
