@@ -34,7 +34,7 @@ def evaluate(gt_root: str, pred_root: str, frames_root: str, output: str, metric
     logging.basicConfig(level=logging.INFO)
     done = evaluate_to(gt_root, pred_root, output, video_list=video_list, annotations_root=annotations_root,
                        frames_root=frames_root, title=title, num_workers=num_workers,
-                       skip_first_last=not do_not_skip_first_last)
+                       skip_first_last=not do_not_skip_first_last, progress=True)
     print(summary_text(done.result))
     for name, value in kfp_metrics(done.result).items():
         metrics.log_metric(name, value)

@@ -31,6 +31,7 @@ from savflow.common import storage
 from savflow.common.cpus import available_cpus
 from savflow.common.failures import Failure
 from savflow.common.markers import MARKER_DIR
+from savflow.common.progress import Progress
 from savflow.common.savformat import SavFormatError, check_name, parse_manual_json
 from savflow.evaluate.jf import Mask, ObjectScores, bbox
 from savflow.evaluate.png import decode_mask, decode_mask_png
@@ -339,23 +340,8 @@ def _unscored_reason(evaluated_frames: int) -> str:
     return f"empty in the ground truth on all {evaluated_frames} evaluated frames"
 
 
-class _NoBar:
-    """What ``_run_all`` uses of a tqdm bar, doing nothing: without a progress bar tqdm is not imported."""
-
-    def update(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _run_all(tasks: list[_Task], num_workers: int, progress: bool) -> list[_Outcome]:
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(tasks), desc="evaluate", unit="video")
-    else:
-        bar = _NoBar()
+    bar = Progress(len(tasks), "evaluate", "video", enabled=progress)
     outcomes: list[_Outcome] = []
     try:
         if num_workers <= 1 or len(tasks) <= 1:

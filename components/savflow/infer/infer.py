@@ -23,6 +23,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ import numpy as np
 from savflow.common import markers, provenance, savformat, storage
 from savflow.common.checkpoints import sha256_file
 from savflow.common.failures import FailureReport
+from savflow.common.progress import Progress
 from savflow.infer import shard_plan, vos
 from savflow.infer.predictor import LoadedPredictor, build_predictor, local_checkpoint
 from savflow.infer.inputs import Sources
@@ -137,7 +139,8 @@ def _plan(output: str, selected: list[str], keys: dict[str, dict], *, overwrite:
 def _run(loaded: LoadedPredictor, videos: list[str], sources: Sources, output: str, report: FailureReport,
          settings: dict, keys: dict[str, dict], *, workers: int) -> None:
     with tempfile.TemporaryDirectory(prefix="savflow-infer-") as tmp, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch") as prefetch:
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch") as prefetch, \
+            Progress(len(videos), "infer", "video") as bar:
         scratch = Path(tmp)
         pending: dict[str, Future] = {}
 
@@ -146,35 +149,47 @@ def _run(loaded: LoadedPredictor, videos: list[str], sources: Sources, output: s
                 pending[videos[i]] = prefetch.submit(_fetch, sources, scratch / videos[i], videos[i], workers)
 
         submit(0)
+        frames, started = 0, time.monotonic()
         for i, video in enumerate(videos):
             submit(i + 1)
             try:
-                frames_dir, masks = pending.pop(video).result()
-            except Exception as exc:  # noqa: BLE001  (one bad video must not stop the shard)
-                report.fail(video, "fetch", f"{type(exc).__name__}: {exc}")
-                shutil.rmtree(scratch / video, ignore_errors=True)
-                continue
-            stage = "segment"
-            try:
-                out_dir = scratch / video / "pred"
-                stats = _segment(loaded, frames_dir, masks, out_dir, settings)
-                stage = "upload"
-                storage.delete_prefix(storage.join(output, video))  # an earlier attempt's PNGs
-                uploaded = storage.upload_tree(out_dir, storage.join(output, video), workers=workers)
-                markers.write_marker(output, video, {
-                    **settings, provenance.KEY_FIELD: keys[video], "video": video, "objects": stats.objects,
-                    "frames": stats.frames,
-                    "frames_tracked": stats.frames_tracked, "pngs": uploaded.files, "seconds": stats.seconds,
-                })
-                report.done += 1
-                log.info("%s: %d objects, %d frames (%d tracked) in %.1f s, %.1f frames/s, %d PNGs", video,
-                         stats.objects, stats.frames, stats.frames_tracked, stats.seconds,
-                         stats.frames_tracked / max(stats.seconds, 1e-9), uploaded.files)
-            except Exception as exc:  # noqa: BLE001
-                report.fail(video, stage, f"{type(exc).__name__}: {exc}")
-                _release_accelerator_memory(loaded)
+                frames += _one_video(loaded, video, pending.pop(video), scratch, output, report, settings, keys[video],
+                                     workers=workers)
             finally:
                 shutil.rmtree(scratch / video, ignore_errors=True)
+            rate = frames / max(time.monotonic() - started, 1e-9)
+            bar.update(note=f"{rate:.1f} frames/s, {len(report.failures)} failed")
+
+
+def _one_video(loaded: LoadedPredictor, video: str, fetched: Future, scratch: Path, output: str,
+               report: FailureReport, settings: dict, key: dict, *, workers: int) -> int:
+    """Segment, upload and mark one video; a failure is reported, never raised (one bad video must not stop the
+    shard). Returns the frames tracked (0 on failure)."""
+    try:
+        frames_dir, masks = fetched.result()
+    except Exception as exc:  # noqa: BLE001
+        report.fail(video, "fetch", f"{type(exc).__name__}: {exc}")
+        return 0
+    stage = "segment"
+    try:
+        out_dir = scratch / video / "pred"
+        stats = _segment(loaded, frames_dir, masks, out_dir, settings)
+        stage = "upload"
+        storage.delete_prefix(storage.join(output, video))  # an earlier attempt's PNGs
+        uploaded = storage.upload_tree(out_dir, storage.join(output, video), workers=workers)
+        markers.write_marker(output, video, {
+            **settings, provenance.KEY_FIELD: key, "video": video, "objects": stats.objects, "frames": stats.frames,
+            "frames_tracked": stats.frames_tracked, "pngs": uploaded.files, "seconds": stats.seconds,
+        })
+    except Exception as exc:  # noqa: BLE001
+        report.fail(video, stage, f"{type(exc).__name__}: {exc}")
+        _release_accelerator_memory(loaded)
+        return 0
+    report.done += 1
+    log.info("%s: %d objects, %d frames (%d tracked) in %.1f s, %.1f frames/s, %d PNGs", video, stats.objects,
+             stats.frames, stats.frames_tracked, stats.seconds, stats.frames_tracked / max(stats.seconds, 1e-9),
+             uploaded.files)
+    return stats.frames_tracked
 
 
 def _segment(loaded: LoadedPredictor, frames_dir: Path, masks: vos.MaskIndex, out_dir: Path,

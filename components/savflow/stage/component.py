@@ -33,7 +33,7 @@ def stage_shard(source: str, dest: str, shard: int, num_shards: int, video_list:
     logging.basicConfig(level=logging.INFO)
     result = stage(source, dest, read_video_list(video_list), shard=shard, num_shards=num_shards,
                    sample_rate=sample_rate, jpeg_quality=jpeg_quality, layout=layout or None,
-                   max_failures=max_failures, masks=masks, progress=False)
+                   max_failures=max_failures, masks=masks, progress=True)
     print(result.summary())
     if result.exit_code != 0:
         raise RuntimeError(f"{len(result.failures)} videos failed (more than max_failures={max_failures}); "

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,9 +41,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from tqdm import tqdm
-
 from savflow.common import markers, provenance, savformat, storage
+from savflow.common.progress import Progress
 from savflow.common import staged as lay
 from savflow.common.cpus import available_cpus
 from savflow.common.failures import Failure, FailureReport
@@ -123,8 +121,7 @@ def stage(source: str, dest: str, videos: list[str] | None = None, shard: int = 
     scratch_root = Path(tempfile.mkdtemp(prefix="savflow-stage-", dir=scratch))
     stager = stager_for(src, dest, layout=layout, sample_rate=sample_rate, jpeg_quality=jpeg_quality, masks=masks,
                         workers=workers, scratch=scratch_root, restage=plan.restage, key_of=key_of)
-    bar = tqdm(total=len(todo), desc=f"stage {shard}-of-{num_shards}", unit="video", disable=not progress,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
+    bar = Progress(len(todo), f"stage {shard}-of-{num_shards}", "video", enabled=progress)
 
     def attempt(video: str, step: Callable[[], Any]) -> tuple[bool, Any]:
         """Run one phase of one video: ``(True, its result)``, or ``(False, None)`` after reporting the failure,
@@ -142,9 +139,8 @@ def stage(source: str, dest: str, videos: list[str] | None = None, shard: int = 
         return False, None
 
     def tick() -> None:
-        bar.update(1)
         rate = stager.frames_decoded / max(time.monotonic() - started, 1e-9)
-        bar.set_postfix_str(f"{rate:.1f} frames/s, {len(report.failures)} failed")
+        bar.update(1, note=f"{rate:.1f} frames/s, {len(report.failures)} failed")
 
     def published(video: str, written: int) -> None:
         nonlocal frames_written
