@@ -13,9 +13,8 @@ from savflow.common.savformat import split_paths
 from savflow.evaluate.component import check_regression, resolve_checkpoint
 from savflow.pipelines.fanout import evaluate_predictions, infer_and_evaluate
 from savflow.preflight.component import preflight
+from savflow.pipelines.run_folders import RUN_ID, this_run_folder
 from savflow.pipelines.task_settings import TaskSettings
-
-RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
 
 def build(cluster: bool = True):
@@ -47,7 +46,7 @@ def build(cluster: bool = True):
                           queue_name="", staged_val=staged_val, experiment_dir=experiment_dir, cluster=cluster)
         ts.name(check, "preflight")
         ts.uncached(ts.image(check, image))
-        eval_dir = f"{experiment_dir}/eval/{RUN_ID}"
+        eval_dir = this_run_folder(ts, image, experiment_dir, "eval").output
         val = split_paths(staged_val)
         with dsl.If(pred_root == "", "predict with the checkpoint"):
             resolved = resolve_checkpoint(checkpoint=checkpoint, experiment_dir=experiment_dir)
@@ -71,6 +70,9 @@ def build(cluster: bool = True):
             given.after(check)
             evaluated = _record(ts, image, given, experiment_dir=experiment_dir, checkpoint=pred_root,
                                 eval_dir=eval_dir, max_drop=max_drop, baseline=baseline)
+        # Only the run's return value (kfp.local reads it). Backend 2.16 never marks the If branch COMPLETE (its
+        # ParallelFor sub-DAG's state isn't propagated; 2.17 does), so a task consuming this OneOf would fail
+        # there: tests/integration/test_backend_compat.py.
         return dsl.OneOf(inferred.output, evaluated.output)
 
     return sav_evaluate

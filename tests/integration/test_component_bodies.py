@@ -128,3 +128,10 @@ def test_train_component_local_backend(tmp_path: Path, model: str) -> None:
     # Another run into this experiment (other overrides) fails in the step itself, before any job or torchrun.
     with pytest.raises(checkpoints.ExperimentExistsError, match="made by another run: config_digest: .*overrides"):
         train.python_func(**{**params, "overrides": ["scratch.num_frames=2", "dataset.multiplier=1"]})
+
+
+def test_run_folder_component() -> None:
+    from savflow.pipelines.run_folders import run_folder
+
+    assert run_folder.python_func(parent="gs://b/exp", kind="eval", run_id="0f2c") == "gs://b/exp/eval/0f2c"
+    assert run_folder.python_func(parent="/data/exp/", kind="validate", run_id="r1") == "/data/exp/validate/r1"

@@ -298,3 +298,29 @@ def test_predictions_made_differently_are_refused_or_redone(split, checkpoint, b
     storage.write_bytes(f"{root}/{mask}", (local_split / mask).read_bytes())
     with pytest.raises(ValueError, match=rf"1 made differently \({videos[0]}: inputs\."):
         infer(str(other), TINY, frames, masks, pred, videos=videos[:2], device="cpu")
+
+
+def test_benchmark_presets_set_the_prompting_and_are_recorded(later_split, checkpoint, bucket, tmp_path, capsys):
+    """Benchmark presets (issue 14, point 3): ``--benchmark lvos`` prompts objects where they first appear (as
+    the official tools/README says for LVOS and YouTube-VOS), the evaluation records the preset and the
+    predictions' inference options in metrics.json (and so in the regression protocol), and predictions made
+    with another benchmark's prompting are refused by name."""
+    root, local, video = later_split
+    pred, out = f"{bucket}/pred-lvos", str(tmp_path / "eval")
+    assert savflow_main(["infer", "--checkpoint", checkpoint[0], "--model-config", TINY, "--frames",
+                         f"{root}/{FRAMES}", "--masks", f"{root}/{MASKS}", "--output", pred, "--device", "cpu",
+                         "--benchmark", "lvos"]) == 0
+    assert markers.read_marker(pred, video)["track_later_objects"] is True
+    assert_same_masks(predicted_masks(pred, video), reference_masks(checkpoint[1], local, video, "later"))
+
+    evaluate = ["evaluate", "--gt-root", f"{root}/{MASKS}", "--pred-root", pred, "--num-workers", "1", "--quiet"]
+    assert savflow_main([*evaluate, "--output", out, "--benchmark", "lvos"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["benchmark"] == "lvos" and metrics["skip_first_last"] is True
+    assert metrics["protocol"] == {"skip_first_last": True, "benchmark": "lvos", "inference": {
+        "use_all_masks": False, "track_later_objects": True, "score_thresh": 0.0}}
+    capsys.readouterr()
+    assert savflow_main([*evaluate, "--output", str(tmp_path / "davis"), "--benchmark", "davis"]) == 2
+    err = capsys.readouterr().err
+    assert f"{video}: track_later_objects was True, the davis protocol has False" in err
+    assert not (tmp_path / "davis" / "metrics.json").exists()

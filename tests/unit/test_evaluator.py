@@ -282,6 +282,6 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert (tmp_path / "out" / "results.csv").read_text().splitlines()[1] == "Global score,,100.0,100.0,100.0"
     code = savflow_main(["evaluate", "--gt-root", str(gt), "--pred-root", str(pred), "--output",
                          str(tmp_path / "out2"), "--strict", "--num-workers", "1", "--quiet"])
-    assert code == 1
+    assert code == 2  # bad input (issue 15, point 6)
     assert "video w has no predictions (strict mode)" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()

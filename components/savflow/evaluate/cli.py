@@ -23,6 +23,7 @@ def _flag(text: str) -> bool:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from savflow.common.benchmarks import BENCHMARKS
     from savflow.common.cpus import available_cpus
 
     parser = subparsers.add_parser(
@@ -49,10 +50,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-failures", type=int, default=0, metavar="M",
                         help="videos with bad input (unreadable or wrong-size PNGs, ...) left out and listed "
                              "before the evaluation fails (default 0: any fails it, as the official benchmark)")
-    parser.add_argument("--do-not-skip-first-last", nargs="?", const=True, default=False, type=_flag,
+    parser.add_argument("--do-not-skip-first-last", nargs="?", const=True, default=None, type=_flag,
                         metavar="BOOL",
-                        help="also score the first and last annotated frames (SA-V val/test skip them); "
-                             "=true/false for callers that always pass a value (an Argo template)")
+                        help="also score the first and last annotated frames (SA-V val/test and DAVIS skip them; "
+                             "default: the --benchmark's rule, else skip); =true/false for callers that always "
+                             "pass a value (an Argo template)")
+    parser.add_argument("--benchmark", choices=BENCHMARKS, metavar="NAME",
+                        help="score with that benchmark's protocol and record it in metrics.json (one of "
+                             f"{', '.join(BENCHMARKS)}); predictions made with other inference options are refused")
     parser.add_argument("--num-workers", type=int, default=available_cpus(),
                         help="worker processes, one video at a time each (default: %(default)s, the CPUs here)")
     parser.add_argument("--size-buckets",
@@ -79,11 +84,13 @@ def run(args: argparse.Namespace) -> int:
                            annotations_root=args.annotations_root or "", size_buckets_uri=args.size_buckets or "",
                            frames_root=args.frames_root or "", report_dir=args.report_dir or "", title=args.title,
                            num_workers=args.num_workers, strict=args.strict,
-                           skip_first_last=not args.do_not_skip_first_last, progress=not args.quiet,
-                           max_failures=args.max_failures, metrics_json=args.metrics_json or "")
+                           skip_first_last=None if args.do_not_skip_first_last is None
+                           else not args.do_not_skip_first_last, progress=not args.quiet,
+                           max_failures=args.max_failures, metrics_json=args.metrics_json or "",
+                           benchmark=args.benchmark or "")
     except (EvaluationError, SavFormatError, storage.StorageError, OSError) as exc:
         print(f"savflow evaluate: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     print(summary_text(done.result, table=not args.quiet))
     print("Saved " + ", ".join(done.files.values()))
     return 0

@@ -103,6 +103,8 @@ class EvalResult:
     skipped_videos: list[str] = field(default_factory=list)
     unscored_objects: list[UnscoredObject] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)  # videos not scored for bad input (<= max_failures)
+    benchmark: str = ""  # the preset the evaluation followed (savflow.common.benchmarks), if any
+    inference: dict | None = None  # the inference options the predictions' markers record, when they agree
 
     @property
     def global_scores(self) -> Scores:

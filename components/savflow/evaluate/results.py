@@ -67,8 +67,14 @@ def scored_videos(result: EvalResult) -> list[str]:
 
 
 def protocol(result: EvalResult) -> dict[str, Any]:
-    """The scoring options that change the numbers (two evaluations compare only under the same ones)."""
-    return {"skip_first_last": result.skip_first_last}
+    """The options that change the numbers (two evaluations compare only under the same ones): the scoring
+    rule, and the benchmark preset and inference options where known."""
+    out: dict[str, Any] = {"skip_first_last": result.skip_first_last}
+    if result.benchmark:
+        out["benchmark"] = result.benchmark
+    if result.inference is not None:
+        out["inference"] = result.inference
+    return out
 
 
 def metrics_dict(result: EvalResult) -> dict[str, Any]:
@@ -85,6 +91,7 @@ def metrics_dict(result: EvalResult) -> dict[str, Any]:
         "failed_videos": [{"video": f.video, "stage": f.stage, "reason": f.reason} for f in result.failures],
         "unscored_objects": [{"video": u.video, "obj": u.obj, "reason": u.reason} for u in result.unscored_objects],
         "skip_first_last": result.skip_first_last,
+        "benchmark": result.benchmark or None,
         "video_set": video_set_digest(scored_videos(result)),
         "protocol": protocol(result),
         "gt_root": result.gt_root,

@@ -5,18 +5,20 @@ HTML overlay page) and the same scores; and the history bookkeeping both pipelin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from savflow.common import storage
+from savflow.common import markers, storage
+from savflow.common.benchmarks import Benchmark, benchmark as benchmark_preset, inference_differences
 from savflow.common.videolists import read_video_list
 from savflow.evaluate import regression
 from savflow.evaluate.evaluator import EvalResult, EvaluationError, evaluate, size_buckets_from_manual
 from savflow.evaluate.report import Roots, html_report, markdown_report
-from savflow.evaluate.results import RESULTS_CSV, official_results_csv, write_results
+from savflow.evaluate.results import RESULTS_CSV, official_results_csv, scored_videos, write_results
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +57,28 @@ def read_size_buckets(uri: str) -> dict:
 def evaluate_to(gt_root: str, pred_root: str, output: str, *, video_list: str = "", annotations_root: str = "",
                 size_buckets_uri: str = "", frames_root: str = "", report_dir: str = "",
                 title: str = "SA-V evaluation", num_workers: int = 1, strict: bool = False,
-                skip_first_last: bool = True, progress: bool = False, max_failures: int = 0,
-                metrics_json: str = "") -> Evaluation:
+                skip_first_last: bool | None = None, progress: bool = False, max_failures: int = 0,
+                metrics_json: str = "", benchmark: str = "") -> Evaluation:
     """Score ``pred_root`` against ``gt_root`` and write results.csv and metrics.json under ``output``, and
     ``report.md`` + ``report.html`` under ``report_dir`` (default: ``output``). Size buckets come from
     ``size_buckets_uri`` or the manual annotations under ``annotations_root``; the overlay page needs the
     frames (``frames_root``) and is left out without them. Up to ``max_failures`` videos with bad input are
     left out and listed instead of failing the evaluation. ``metrics_json``: another URI for a copy of
     metrics.json. The official tool's ``results.csv`` goes into ``pred_root`` too, where it writes it (a
-    read-only prediction root only loses that copy, with a warning)."""
+    read-only prediction root only loses that copy, with a warning).
+    ``benchmark``: a preset of :mod:`savflow.common.benchmarks`; it sets ``skip_first_last`` unless given, and
+    predictions whose markers record other inference options than the preset's are refused (EvaluationError).
+    ``skip_first_last`` defaults to True (SA-V val/test)."""
+    preset = benchmark_preset(benchmark) if benchmark else None
+    if skip_first_last is None:
+        skip_first_last = preset.skip_first_last if preset else True
     buckets = (read_size_buckets(size_buckets_uri) if size_buckets_uri else
                size_buckets(annotations_root) if annotations_root else None)
     result = evaluate(gt_root, pred_root, read_video_list(video_list or None), strict=strict,
                       skip_first_last=skip_first_last, num_workers=num_workers, size_buckets=buckets,
                       progress=progress, max_failures=max_failures)
+    result = dataclasses.replace(result, benchmark=benchmark,
+                                 inference=inference_protocol(pred_root, scored_videos(result), preset))
     files = write_results(result, output)
     if metrics_json:
         storage.write_bytes(metrics_json, storage.read_bytes(files["json"]), content_type="application/json")
@@ -89,6 +99,27 @@ def evaluate_to(gt_root: str, pred_root: str, output: str, *, video_list: str = 
         storage.write_text(storage.join(reports, REPORT_HTML), page)
         files["html"] = storage.join(reports, REPORT_HTML)
     return Evaluation(result, files, markdown, page)
+
+
+def inference_protocol(pred_root: str, videos: list[str], preset: Benchmark | None) -> dict | None:
+    """The inference options (``savflow infer``'s markers under ``pred_root``) the scored videos were predicted
+    with, when every video has a marker and they agree; None otherwise (predictions made elsewhere). With a
+    ``preset``, a video predicted otherwise than the preset says is an :class:`EvaluationError` naming the video
+    and the option, since its score would not be the benchmark's."""
+    found = markers.read_markers(pred_root, videos)
+    if preset is not None:
+        wrong = [f"{video}: {option} was {made}, the {preset.name} protocol has {wanted}"
+                 for video, marker in found.items() if marker
+                 for option, (made, wanted) in inference_differences(preset, marker).items()]
+        if wrong:
+            raise EvaluationError(f"{pred_root}: predictions made otherwise than the {preset.title} protocol "
+                                  "(run savflow infer --benchmark " + preset.name + " --overwrite):\n  "
+                                  + "\n  ".join(wrong[:20]))
+    options = ("use_all_masks", "track_later_objects", "score_thresh")
+    seen = {json.dumps({k: m.get(k) for k in options}, sort_keys=True) for m in found.values() if m}
+    if not found or None in found.values() or len(seen) != 1:
+        return None
+    return json.loads(seen.pop())
 
 
 def kfp_metrics(result: EvalResult) -> dict[str, float]:

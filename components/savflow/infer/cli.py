@@ -27,6 +27,7 @@ def _roots(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from savflow.common.benchmarks import BENCHMARKS
     from savflow.infer.predictor import DEVICES  # the module imports torch only when a predictor is built
 
     p = subparsers.add_parser(
@@ -48,9 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", type=int, default=0, metavar="K", help="this shard's index, 0-based (default 0)")
     p.add_argument("--num-shards", type=int, default=1, metavar="N",
                    help="number of shards, balanced on frames x objects (default 1)")
-    p.add_argument("--use-all-masks", action="store_true",
+    p.add_argument("--benchmark", choices=BENCHMARKS, metavar="NAME",
+                   help="the prompting of that benchmark's protocol (one of " + ", ".join(BENCHMARKS) + "): sets "
+                        "--use-all-masks and --track-later-objects as the benchmark has them, unless given")
+    p.add_argument("--use-all-masks", action="store_true", default=None,
                    help="prompt with the mask of every annotated frame, not only the first")
-    p.add_argument("--track-later-objects", action="store_true",
+    p.add_argument("--track-later-objects", action="store_true", default=None,
                    help="prompt each object where its mask first is non-empty and track it from there "
                         "(datasets whose objects do not all appear on the first annotated frame)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="default: cuda when available, else cpu")
@@ -82,9 +86,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_infer(args: argparse.Namespace) -> int:
     from savflow.common import storage
+    from savflow.common.benchmarks import benchmark
     from savflow.common.videolists import read_video_list
     from savflow.infer.infer import infer
 
+    prompting = benchmark(args.benchmark).inference() if args.benchmark else {}
+    for option in ("use_all_masks", "track_later_objects"):
+        if getattr(args, option) is None:
+            setattr(args, option, prompting.get(option, False))
     try:
         result = infer(
             checkpoint=args.checkpoint, model_config=args.model_config, frames=args.frames, masks=args.masks,
