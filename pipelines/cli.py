@@ -3,8 +3,11 @@
 Each module named in :data:`COMMAND_MODULES` has
 
 * ``COMMANDS``: its subcommands' names and one-line help, in the order it declares them;
+* ``EXAMPLES``: for each subcommand, example command lines, shown at the end of its ``--help`` (and parsed by
+  ``tests/unit/test_cli_conventions.py``, so that they stay valid);
 * ``register(subparsers)``, which adds those subcommands with their options and ``set_defaults(func=handler)``;
-  a handler takes the parsed namespace and returns the exit status.
+  a handler takes the parsed namespace and returns the exit status: 0 done, 1 finished with failed units (videos,
+  tasks), 2 bad usage or input (errors go to stderr as one ``savflow COMMAND: error: ...`` line).
 
 A command imports only what it uses, when it runs: the CLI modules import only the standard library at their top
 level, ``register`` imports what the options need (their defaults and choices: light modules), and each handler
@@ -35,6 +38,24 @@ COMMAND_MODULES = [
 ]
 
 
+class ExampleFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual, prints an epilog of examples (``example:`` first) line by line as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _add_examples(sub: argparse._SubParsersAction, module: ModuleType) -> None:
+    """Each of ``module``'s commands ends its help with its examples."""
+    for name in module.COMMANDS:
+        parser = sub.choices[name]
+        parser.epilog = "example:\n" + "".join(f"  {line}\n" for line in module.EXAMPLES[name])
+        if parser.formatter_class is argparse.HelpFormatter:
+            parser.formatter_class = ExampleFormatter
+
+
 def command_modules() -> list[ModuleType]:
     return [importlib.import_module(name) for name in COMMAND_MODULES]
 
@@ -54,6 +75,7 @@ def build_parser(declare: Container[str] | None = None) -> argparse.ArgumentPars
     for module in command_modules():
         if declare is None or any(name in declare for name in module.COMMANDS):
             module.register(sub)
+            _add_examples(sub, module)
         else:
             for name, text in module.COMMANDS.items():
                 sub.add_parser(name, help=text)

@@ -14,12 +14,14 @@ from typing import Any
 # Only the standard library at the top; register() and handle() import what they use (savflow.pipelines.cli).
 
 COMMANDS = {"doctor": "check that a cluster can run savflow (preflight)"}
+EXAMPLES = {
+    "doctor": ["savflow doctor --namespace team-a --params-file my-params.yaml --host "
+               "https://kubeflow.example.com/pipeline",
+               "savflow doctor --namespace savflow --backend trainjob --nodes 2 --gpus-per-node 8 "
+               "--node-selector cloud.google.com/gke-accelerator=nvidia-h100-80gb --storage gs://my-bucket/exp "
+               "--no-kfp"],
+}
 
-EXAMPLE = """example:
-  savflow doctor --namespace team-a --params-file my-params.yaml --host https://kubeflow.example.com/pipeline
-  savflow doctor --namespace savflow --backend trainjob --nodes 2 --gpus-per-node 8 \\
-      --node-selector cloud.google.com/gke-accelerator=nvidia-h100-80gb --storage gs://my-bucket/exp --no-kfp
-"""
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -35,7 +37,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "doctor", parents=[connection_options()], help=COMMANDS["doctor"],
-        description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run = p.add_argument_group("the run to check for (a sav-finetune params file fills these in)")
     run.add_argument("--params-file", help="sav-finetune parameters (YAML/JSON, e.g. the savflow-defaults "
                                            "ConfigMap's data): backend, nodes, GPUs, node selector, queue, URIs")

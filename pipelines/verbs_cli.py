@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from savflow.pipelines.cli import ExampleFormatter
+
 if TYPE_CHECKING:
     from savflow.pipelines.kfp_client import Connection, Package
     from savflow.pipelines.schedules import Schedule
@@ -36,16 +38,18 @@ COMMANDS = {
     "schedule": "manage recurring runs (of sav-evaluate by default)",
     "runs": "list, inspect, score, cancel and retry pipeline runs",
 }
+EXAMPLES = {
+    "compile": ["savflow compile", "savflow compile --check"],
+    "submit": ["savflow submit sav-evaluate --host https://kubeflow.example.com/pipeline --param "
+               "staged_val=gs://my-bucket/sav/staged/val --param experiment_dir=gs://my-bucket/exp/ft-1"],
+    "schedule": ["savflow schedule create --name nightly-eval --cron '0 3 * * *' --param "
+                 "staged_val=gs://my-bucket/sav/staged/val --param experiment_dir=gs://my-bucket/exp/ft-1",
+                 "savflow schedule update 3f2a9c --cron '30 3 * * 1-5'"],
+    "runs": ["savflow runs list --experiment sav-evaluate --state FAILED",
+             "savflow runs metrics 6c1f0b   # J&F, J, F per evaluate task",
+             "savflow runs retry 6c1f0b --wait"],
+}
 _EXIT_INVALID = 2
-
-
-class _Examples(argparse.HelpFormatter):
-    """Wraps descriptions as usual, prints an epilog of examples (``example:`` first) line by line as written."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if text.startswith("example"):
-            return "".join(indent + line for line in text.splitlines(keepends=True))
-        return super()._fill_text(text, width, indent)
 
 
 def _names() -> str:
@@ -360,10 +364,7 @@ def _register_schedule(sub: argparse._SubParsersAction) -> None:
         description="Manage KFP recurring runs: create one that runs a pipeline (sav-evaluate by default) on a "
                     "cron schedule, list them, pause or resume one, update one (replaced under the same name), "
                     "delete one.",
-        formatter_class=_Examples,
-        epilog="example:\n  savflow schedule create --name nightly-eval --cron '0 3 * * *' "
-               "--param staged_val=gs://b/staged/val --param experiment_dir=gs://b/exp\n"
-               "  savflow schedule update ID --cron '30 3 * * 1-5'")
+        formatter_class=ExampleFormatter)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     c = actions.add_parser(
@@ -394,7 +395,7 @@ def _register_schedule(sub: argparse._SubParsersAction) -> None:
 
     u = actions.add_parser(
         "update", parents=[conn], help="change a recurring run (replaces it: new id, same name)",
-        formatter_class=_Examples,
+        formatter_class=ExampleFormatter,
         description="Change a recurring run's schedule, parameters or pipeline. KFP cannot update a recurring run "
                     "in place, so this creates a new one with the old one's name and settings, changed where an "
                     "option is given, then deletes the old one: the new one is created disabled, the old one "
@@ -529,20 +530,18 @@ def _register_runs(sub: argparse._SubParsersAction) -> None:
 
     conn = connection_options()
     p = sub.add_parser(
-        "runs", help=COMMANDS["runs"], formatter_class=_Examples,
+        "runs", help=COMMANDS["runs"], formatter_class=ExampleFormatter,
         description="Pipeline runs on a KFP v2 endpoint: list them (newest first, by experiment and state), show "
                     "one, print the J&F, J and F of each of its evaluate tasks (read from the metrics.json they "
                     "wrote under {experiment_dir}/eval/{run id}/), cancel one, retry a failed or canceled one. "
                     "Exit status: 0 done; 1 finished with failures (metrics of a run that did not succeed or "
                     "left a task without scores; --wait ending otherwise than hoped); 2 bad usage or input, or "
                     "the API or storage unreachable.",
-        epilog="example:\n  savflow runs list --experiment sav-evaluate --state FAILED\n"
-               "  savflow runs metrics 6c1f...   # J&F, J, F per evaluate task\n"
-               "  savflow runs retry 6c1f... --wait")
+    )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     ls = actions.add_parser("list", parents=[conn], help="list runs, newest first",
-                            formatter_class=_Examples,
+                            formatter_class=ExampleFormatter,
                             description="List runs in the namespace or one experiment, newest first.",
                             epilog="example:\n  savflow runs list --experiment nightly --state RUNNING --limit 5")
     ls.add_argument("--experiment", help="only this experiment's runs (by name)")
@@ -559,7 +558,7 @@ def _register_runs(sub: argparse._SubParsersAction) -> None:
                        "savflow runs retry 6c1f... --wait --timeout 7200")}
     for action, (text, example) in texts.items():
         a = actions.add_parser(action, parents=[conn], help=text, description=f"{text[0].upper()}{text[1:]}.",
-                               formatter_class=_Examples,
+                               formatter_class=ExampleFormatter,
                                epilog=f"example:\n  {example}")
         a.add_argument("run_id", metavar="RUN_ID", help="run id (from `savflow runs list` or `savflow submit`)")
         if action in ("get", "metrics"):

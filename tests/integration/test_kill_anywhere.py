@@ -52,7 +52,7 @@ def _rerun(step: str, cmd: list[str], root: str, want: dict, *, killed: bool, vo
 def _check_marked_units_are_whole(staged: str, tmp: Path) -> set[str]:
     """Every video marked at the kill materializes and matches its marker: a reader never sees half of one."""
     done = markers.done_units(staged)
-    assert materialize(staged, tmp / uuid.uuid4().hex) == sorted(done)
+    assert materialize(staged, tmp / uuid.uuid4().hex, sorted(done)) == sorted(done)
     return done
 
 

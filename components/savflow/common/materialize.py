@@ -159,6 +159,9 @@ def materialize(staged_root: str, local_root: Path | str, videos: list[str] | No
     local_root = Path(local_root)
     local_root.mkdir(parents=True, exist_ok=True)
     staged = markers.done_stats(staged_root)
+    if videos is None and not staged:
+        raise ValueError(f"{staged_root}: no staged videos (no completion markers under {markers.MARKER_DIR}/); "
+                         "is it the folder `savflow stage --dest` wrote?")
     wanted = sorted(staged) if videos is None else list(dict.fromkeys(videos))
     present = markers.done_units(str(local_root))
     current = _current_locally(local_root, [v for v in wanted if v in present and v in staged], staged)

@@ -10,6 +10,10 @@ import argparse
 import sys
 
 COMMANDS = {"evaluate": "SA-V J&F of predicted masks against ground truth (same numbers as the SA-V benchmark)"}
+EXAMPLES = {
+    "evaluate": ["savflow evaluate --gt-root gs://my-bucket/sav/val/Annotations_6fps "
+                 "--pred-root gs://my-bucket/exp/ft-1/pred --output gs://my-bucket/exp/ft-1/eval --benchmark sav"],
+}
 
 
 def _flag(text: str) -> bool:
@@ -58,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--benchmark", choices=BENCHMARKS, metavar="NAME",
                         help="score with that benchmark's protocol and record it in metrics.json (one of "
                              f"{', '.join(BENCHMARKS)}); predictions made with other inference options are refused")
-    parser.add_argument("--num-workers", type=int, default=available_cpus(),
-                        help="worker processes, one video at a time each (default: %(default)s, the CPUs here)")
+    parser.add_argument("--num-workers", "--workers", dest="num_workers", type=int, default=available_cpus(),
+                        help="(--workers as on every command; --num-workers is kept) worker processes, one video at a time each (default: %(default)s, the CPUs here)")
     parser.add_argument("--size-buckets",
                         help="URI of a JSON {video: {obj: bucket}} (e.g. SA-V masklet_size_bucket) for scores "
                              "per bucket")

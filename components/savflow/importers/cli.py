@@ -16,6 +16,11 @@ COMMANDS = {
     "import": "DAVIS / MOSE / LVOS / YouTube-VOS / SA-V val / frames + masks -> SA-V train format + val layout",
     "validate": "check training data against a training config (frames, masks, annotated frames) before training",
 }
+EXAMPLES = {
+    "import": ["savflow import --format davis --source /data/DAVIS --dest gs://my-bucket/davis/raw"],
+    "validate": ["savflow validate --train gs://my-bucket/sav/staged/train --config sam2.1_hiera_b+_sav_finetune",
+                 "savflow validate --train /data/mine/staged --drop-invalid --valid-list /data/mine/valid.txt"],
+}
 FORMATS = ("davis", "ytvos", "sav-val", "frames+masks")
 DEFAULT_CONFIG = "sam2.1_hiera_b+_sav_finetune"
 
@@ -71,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--config", default=DEFAULT_CONFIG, help="Hydra training config by name (default: %(default)s)")
     v.add_argument("--override", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="Hydra overrides, as given to savflow train")
-    v.add_argument("--file-list", help="URI of the training video list (default: every *_manual.json)")
+    v.add_argument("--file-list", "--video-list", dest="file_list",
+                   help="URI of the training video list (default: every *_manual.json; --video-list as on every "
+                        "command, --file-list as sam2 calls it)")
     v.add_argument("--sample-rate", type=int, default=1,
                    help="mp4 splits: the savflow stage --sample-rate they will be staged with (default: %(default)s)")
     v.add_argument("--all-frames", action="store_true", help="read every frame's header, not just the first")

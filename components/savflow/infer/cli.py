@@ -13,6 +13,13 @@ COMMANDS = {
     "infer": "run SAM 2 video object segmentation over one shard of videos",
     "plan-shards": "split the videos into balanced shards for the inference fan-out",
 }
+EXAMPLES = {
+    "infer": ["savflow infer --checkpoint gs://my-bucket/exp/ft-1/checkpoints/latest/model.pt "
+              "--model-config configs/sam2.1/sam2.1_hiera_b+.yaml --frames gs://my-bucket/sav/val/JPEGImages_24fps "
+              "--masks gs://my-bucket/sav/val/Annotations_6fps --output gs://my-bucket/exp/ft-1/pred --benchmark sav"],
+    "plan-shards": ["savflow plan-shards --frames gs://my-bucket/sav/val/JPEGImages_24fps "
+                    "--masks gs://my-bucket/sav/val/Annotations_6fps --num-shards 8"],
+}
 
 
 def _roots(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +35,7 @@ def _roots(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from savflow.common.benchmarks import BENCHMARKS
-    from savflow.infer.predictor import DEVICES  # the module imports torch only when a predictor is built
+    from savflow.common.devices import DEVICES
 
     p = subparsers.add_parser(
         "infer", help=COMMANDS["infer"],

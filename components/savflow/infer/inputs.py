@@ -84,7 +84,12 @@ class Sources:
         names = set(self.staged)
         for root in (self.frames, self.masks):
             names |= {n.rstrip("/") for n in storage.list_prefix(root, recursive=False) if n.endswith("/")}
-        return sorted(check_name(n, file=self.frames) for n in names if not n.startswith("_"))
+        found = sorted(check_name(n, file=self.frames) for n in names if not n.startswith("_"))
+        if not found:
+            raise ValueError(f"{self.frames}, {self.masks}: no videos (no video folders and no staged split); "
+                             "point --frames and --masks at the folders that hold the video folders "
+                             "(.../JPEGImages_24fps, .../Annotations_6fps)")
+        return found
 
     def count(self, video: str) -> VideoCounts:
         """Frames and objects of a video, from its staged marker or from one listing per root."""

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Iterator
 
 from savflow.common import storage
+from savflow.common.devices import DEVICES
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cuda", "cpu")
 _YAML_SUFFIXES = (".yaml", ".yml")
 
 

@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMMANDS = {"launch-train": "run training as a PyTorchJob/TrainJob on the cluster, or with torchrun here"}
+EXAMPLES = {
+    "launch-train": ["savflow launch-train --name ft-1 --namespace team-a --nodes 2 --gpus-per-node 8 "
+                     "--config sam2.1_hiera_b+_sav_finetune "
+                     "--train-frames gs://my-bucket/sav/staged/train/JPEGImages_24fps "
+                     "--train-annotations gs://my-bucket/sav/staged/train/annotations "
+                     "--experiment-dir gs://my-bucket/exp/ft-1 --print-manifest"],
+}
 
 
 def _key_value(text: str) -> tuple[str, str]:

@@ -13,6 +13,12 @@ COMMANDS = {
     "stage": "SA-V videos -> JPEG frames (+ annotations / masks) in object storage, one shard per call",
     "materialize": "copy staged videos (either layout) to local disk for training or inference",
 }
+EXAMPLES = {
+    "stage": ["savflow stage --source gs://my-bucket/sa-v/sav_train/sav_000 --dest gs://my-bucket/sav/staged/train "
+              "--sample-rate 4 --workers 8",
+              "savflow stage --source gs://my-bucket/sa-v/sav_val --dest gs://my-bucket/sav/staged/val"],
+    "materialize": ["savflow materialize --staged gs://my-bucket/sav/staged/train --local /scratch/train"],
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -102,7 +108,7 @@ def run_materialize(args: argparse.Namespace) -> int:
     try:
         done = materialize(args.staged, args.local, read_video_list(args.video_list), workers=args.workers,
                            report=report)
-    except (SavFormatError, storage.StorageError) as exc:
+    except (SavFormatError, storage.StorageError, ValueError) as exc:
         print(f"savflow materialize: error: {exc}", file=sys.stderr)
         return 2
     for failure in report.failures:

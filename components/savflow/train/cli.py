@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 COMMANDS = {"train": "fine-tune SAM 2 on staged SA-V data (checkpoints to object storage, resumable)"}
+EXAMPLES = {
+    "train": ["savflow train --config sam2.1_tiny128_sav_finetune --train-frames /data/staged/JPEGImages_24fps "
+              "--train-annotations /data/staged/annotations --experiment-dir /data/exp --epochs 2"],
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +41,13 @@ def handle(args: argparse.Namespace) -> int:
     from savflow.train import torchrun, worker
 
     if args.nproc_per_node < 1:
-        raise SystemExit("--nproc-per-node must be >= 1")
+        print("savflow train: error: --nproc-per-node must be >= 1", file=sys.stderr)
+        return 2
+    try:  # the inputs are checked here, so that a bad one is one line, not a traceback from every process
+        worker.decide_start(args)
+    except worker.START_ERRORS as exc:
+        print(f"savflow train: error: {exc}", file=sys.stderr)
+        return 2
     if args.nproc_per_node == 1:
         return worker.run(args)
     # a thread count the user exported is theirs to keep; otherwise each process gets its share of the cores

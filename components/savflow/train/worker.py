@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from savflow.common import checkpoints, deployment, secrets, storage
 from savflow.common.cpus import available_cpus
+from savflow.common.devices import DEVICES
 from savflow.train import data, distenv, run_key
 
 log = logging.getLogger("savflow.train")
@@ -50,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-frames", required=True, help="URI of the staged JPEGImages_24fps/ root")
     parser.add_argument("--train-annotations", required=True,
                         help="URI of the staged annotations/ root ({video}_manual.json)")
-    parser.add_argument("--file-list", help="URI of a video list (one id per line); default: every annotated video")
+    parser.add_argument("--file-list", "--video-list", dest="file_list",
+                        help="URI of a video list (one id per line); default: every annotated video (--video-list as "
+                             "on every command; --file-list, sam2's name, is kept)")
     parser.add_argument("--experiment-dir", required=True,
                         help="URI where checkpoints, train_metrics.json and config.yaml go")
     parser.add_argument("--checkpoint", help="URI of initial weights (a SAM 2 release .pt or one of ours); "
@@ -68,12 +71,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phases-per-epoch", type=int,
                         help="trainer epochs per data epoch (scratch.phases_per_epoch); each trainer epoch ends "
                              "with a checkpoint, so more phases = less work lost when a job is killed")
-    parser.add_argument("--num-workers", type=int, help="data loader processes per training process")
+    parser.add_argument("--num-workers", "--workers", dest="num_workers", type=int,
+                        help="data loader processes per training process (--workers as on every command; "
+                             "--num-workers, sam2's name, is kept)")
     parser.add_argument("--seed", type=int, help="trainer.seed_value")
     parser.add_argument("--save-every", type=int, default=1,
                         help="upload a checkpoint every N trainer epochs, and always after the last (default 1)")
     parser.add_argument("--keep-last", type=int, default=3, help="complete checkpoints kept (default 3)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+    parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="auto: cuda when available, else cpu")
     parser.add_argument("--scratch-dir",
                         help=f"local working directory (default ${SCRATCH_ENV} or the system temp dir)")
@@ -236,10 +241,23 @@ class StartDecision:
     plan: checkpoints.ResumePlan
 
 
+class TrainInputError(ValueError):
+    """The run cannot start from these inputs (no videos to train on); nothing was trained."""
+
+
+# what stops a run before it starts, for a one-line error and exit status 2 (bad input)
+START_ERRORS = (checkpoints.ExperimentExistsError, TrainInputError, storage.StorageError)
+
+
 def decide_start(args: argparse.Namespace) -> StartDecision:
     """The resume decision for ``args``; :class:`savflow.common.checkpoints.ExperimentExistsError` when the
-    experiment holds checkpoints this run may not continue. The launcher calls it too, before any job."""
+    experiment holds checkpoints this run may not continue, :class:`TrainInputError` when there is nothing to
+    train on. The launcher and ``savflow train`` call it too, before any process or job starts."""
     source = data.describe_source(args.train_frames, args.train_annotations, args.file_list)
+    if not source.videos:
+        where = f"the video list {args.file_list}" if args.file_list else \
+            f"{args.train_annotations} (no {{video}}_manual.json, and no staged split at {args.train_frames})"
+        raise TrainInputError(f"no training videos in {where}")
     overrides = hydra_overrides(args)
     cfg = compose_training_config(args.config, overrides)
     key = run_key.run_key(config_name=args.config, overrides=overrides, cfg=cfg, data=source,
@@ -264,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
              env.local_rank, env.local_world_size, device, threads, env.master_addr, env.master_port)
     try:
         start = decide_start(args)
-    except checkpoints.ExperimentExistsError as exc:
+    except START_ERRORS as exc:
         log.error("%s", exc)
         return 2
     plan, cfg = start.plan, start.cfg
