@@ -100,7 +100,35 @@ def _picked_frames(obj: ObjectResult, count: int) -> list[str]:
     return sorted(dict.fromkeys([worst, *spread]))[:count]
 
 
-def _object_figure(obj: ObjectResult, roots: Roots, frames_per_object: int) -> str:
+def _anchor_ids(keys: list[tuple[str, ...]], prefix: str) -> dict[tuple[str, ...], str]:
+    """A distinct ``id`` attribute per key, made of characters a URL fragment keeps as they are."""
+    ids: dict[tuple[str, ...], str] = {}
+    used: set[str] = set()
+    for key in dict.fromkeys(keys):
+        base = prefix + "".join(c if c.isalnum() or c in "-_" else "_" for c in "-".join(key))
+        anchor, n = base, 1
+        while anchor in used:
+            n += 1
+            anchor = f"{base}-{n}"
+        used.add(anchor)
+        ids[key] = anchor
+    return ids
+
+
+@dataclass(frozen=True)
+class _Anchors:
+    """The page's ``id`` of each object's overlay and of each video's table row."""
+
+    objects: dict[tuple[str, ...], str]
+    videos: dict[tuple[str, ...], str]
+
+    @classmethod
+    def of(cls, result: EvalResult) -> "_Anchors":
+        return cls(objects=_anchor_ids([(o.video, o.obj) for o in result.objects], "obj-"),
+                   videos=_anchor_ids([(o.video,) for o in result.objects], "video-"))
+
+
+def _object_figure(obj: ObjectResult, roots: Roots, frames_per_object: int, anchors: _Anchors) -> str:
     from PIL import Image
 
     cells = []
@@ -113,25 +141,65 @@ def _object_figure(obj: ObjectResult, roots: Roots, frames_per_object: int) -> s
         j = obj.frame_j[obj.frames.index(frame)] * 100
         cells.append(f'<figure><img src="{_jpeg_data_uri(overlay(image, gt, pred))}" alt="frame {frame}">'
                      f"<figcaption>frame {html.escape(frame)}: J {j:.1f}</figcaption></figure>")
-    return (f"<h3>{html.escape(obj.video)} / object {html.escape(obj.obj)}: J&amp;F {_fmt(obj.jf)} "
-            f"(J {_fmt(obj.j)}, F {_fmt(obj.f)})</h3><div class=row>{''.join(cells)}</div>")
+    video = f'<a href="#{anchors.videos[(obj.video,)]}">{html.escape(obj.video)}</a>'
+    return (f'<section class=overlay id="{anchors.objects[(obj.video, obj.obj)]}"><h3>{video} / object '
+            f"{html.escape(obj.obj)}: J&amp;F {_fmt(obj.jf)} (J {_fmt(obj.j)}, F {_fmt(obj.f)})</h3>"
+            f"<div class=row>{''.join(cells)}</div></section>")
+
+
+def per_video_table(result: EvalResult, anchors: _Anchors, shown: set[tuple[str, str]]) -> str:
+    """One row per video, in video order: its scores and its objects, each linked to its overlay when the page
+    has one. Past :data:`MAX_TABLE_ROWS` videos only the lowest are listed, and those with an overlay."""
+    by_video: dict[str, list[ObjectResult]] = {}
+    for obj in result.objects:
+        by_video.setdefault(obj.video, []).append(obj)
+    videos = result.per_video()
+    names = list(videos)
+    note = ""
+    if len(names) > MAX_TABLE_ROWS:
+        keep = set(sorted(names, key=lambda v: videos[v].jf)[:MAX_TABLE_ROWS]) | {v for v, _ in shown}
+        names = [v for v in names if v in keep]
+        note = f"<p>Showing {len(names)} of {len(videos)} videos (the lowest); results.csv has all.</p>"
+    rows = []
+    for video in names:
+        cells = []
+        for obj in sorted(by_video[video], key=lambda o: o.obj):
+            label = f"{html.escape(obj.obj)} ({_fmt(obj.jf)})"
+            key = (obj.video, obj.obj)
+            cells.append(f'<a href="#{anchors.objects[key]}">{label}</a>' if key in shown else label)
+        score = videos[video]
+        rows.append(f'<tr id="{anchors.videos[(video,)]}"><td>{html.escape(video)}</td>'
+                    f"<td class=num>{_fmt(score.jf)}</td><td class=num>{_fmt(score.j)}</td>"
+                    f"<td class=num>{_fmt(score.f)}</td><td>{', '.join(cells)}</td></tr>")
+    return ('<table id="per-video"><tr><th>video</th><th>J&amp;F</th><th>J</th><th>F</th>'
+            "<th>objects (J&amp;F; linked: overlays below)</th></tr>" + "".join(rows) + "</table>" + note)
 
 
 def html_report(result: EvalResult, roots: Roots, *, objects_each_end: int = 2, frames_per_object: int = 3,
                 title: str = "SA-V evaluation") -> str:
-    """Overlays for the worst and the best objects (per-object layout only): predicted mask in magenta,
-    ground-truth outline in green."""
+    """A table of the videos and their objects, and overlays for the worst and the best objects (per-object
+    layout only): predicted mask in magenta, ground-truth outline in green. Each object with an overlay links
+    to it from the table, and each overlay back to its video's row."""
     total = result.global_scores
     ranked = sorted(result.objects, key=lambda o: o.jf)
     worst = ranked[:objects_each_end]
     best = [o for o in ranked[::-1][:objects_each_end] if o not in worst]
-    sections = [f"<h2>Worst objects</h2>{''.join(_object_figure(o, roots, frames_per_object) for o in worst)}"]
+    anchors = _Anchors.of(result)
+    shown = {(o.video, o.obj) for o in worst + best}
+
+    def figures(objs: list[ObjectResult]) -> str:
+        return "".join(_object_figure(o, roots, frames_per_object, anchors) for o in objs)
+
+    sections = ["<h2>Per video</h2>", per_video_table(result, anchors, shown),
+                f"<h2>Worst objects</h2>{figures(worst)}"]
     if best:
-        sections.append(f"<h2>Best objects</h2>{''.join(_object_figure(o, roots, frames_per_object) for o in best)}")
+        sections.append(f"<h2>Best objects</h2>{figures(best)}")
     return (
         "<!doctype html><html><head><meta charset=utf-8><title>" + html.escape(title) + "</title><style>"
         "body{font-family:sans-serif;margin:1em}.row{display:flex;gap:8px;flex-wrap:wrap}"
-        "figure{margin:0}figcaption{font-size:12px}</style></head><body>"
+        "figure{margin:0}figcaption{font-size:12px}table{border-collapse:collapse}"
+        "th,td{border:1px solid #ddd;padding:2px 6px;font-size:13px;text-align:left}td.num{text-align:right}"
+        "</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p><b>J&amp;F {_fmt(total.jf)}</b> (J {_fmt(total.j)}, F {_fmt(total.f)}) "
         f"over {total.objects} objects. Magenta: prediction; green outline: ground truth.</p>"
         + "".join(sections) + "</body></html>"

@@ -122,7 +122,8 @@ class TrainStepReport:
 def train_step(*, backend: str, run_id: str, namespace: str = "", timeout_s: float = 7 * 24 * 3600,
                api_client: Any = None, poll_s: float = 10.0, **params: Any) -> TrainStepReport:
     """The pipeline's train step from its parameters (those of :func:`build_spec`): size the scratch volume
-    from the staged data (cluster backends), run the job, and return what the step reports."""
+    from the staged data (cluster backends), run the job, write the training report into the experiment
+    directory (:data:`savflow.launch.report.REPORT_HTML`) and return what the step reports."""
     from savflow.launch import report
 
     if backend != "local":
@@ -133,5 +134,9 @@ def train_step(*, backend: str, run_id: str, namespace: str = "", timeout_s: flo
     check_start(spec)
     result = run_train_step(spec, backend=backend, run_id=run_id, experiment_dir=params["experiment_dir"],
                             namespace=namespace or None, timeout_s=timeout_s, api_client=api_client, poll_s=poll_s)
+    page = report.training_html(result.metrics, checkpoints.complete_checkpoints(params["experiment_dir"]))
+    # the same page next to train_metrics.json, for whoever opens the experiment without the KFP UI
+    storage.write_bytes(storage.join(params["experiment_dir"], report.REPORT_HTML), page.encode("utf-8"),
+                        content_type="text/html; charset=utf-8")
     return TrainStepReport(checkpoint=result.checkpoint, step=result.step,
-                           metrics=report.numeric_metrics(result.metrics), html=report.training_html(result.metrics))
+                           metrics=report.numeric_metrics(result.metrics), html=page)

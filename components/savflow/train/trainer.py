@@ -5,8 +5,10 @@
 * publication: after the trainer writes its local ``checkpoint.pt`` at the end of a trainer epoch, rank 0
   uploads it with a model-only copy to the experiment directory (:mod:`savflow.common.checkpoints`), every
   ``save_every`` epochs and always at the last one;
-* ``train_metrics.json`` next to the checkpoints: the loss of every step seen by rank 0, per-epoch averages,
-  time per step, the resume decision, and at the end the weight digests of all replicas, which must agree;
+* ``train_metrics.json`` next to the checkpoints: the loss of every step seen by rank 0 (the total and each
+  term the sam2 loss logs), the learning rate of every param group, per-epoch averages, time per step,
+  samples per second, peak GPU memory, the resume decision, and at the end the weight digests of all
+  replicas, which must agree;
 * the experiment reset that ``--overwrite`` asks for, done by rank 0 only after every process has decided how to
   start (the trainer's constructor ends with a barrier), so no process reads a half-deleted experiment;
 * random state per trainer epoch: the sam2 trainer seeds Python, NumPy and torch once per process
@@ -107,9 +109,13 @@ class SavflowTrainer(Trainer):
         settings = OmegaConf.to_container(savflow, resolve=False) if OmegaConf.is_config(savflow) else dict(savflow)
         self.savflow = SavflowSettings(**settings)
         self._loss_curve: list[list[float]] = []
+        self._term_curves: dict[str, list[list[float]]] = {}  # per loss term the sam2 loss logs
+        self._lr_curves: dict[str, list[list[float]]] = {}  # per optimizer param group (its index)
         self._step_times: list[float] = []
+        self._samples = 0  # rank 0's samples (video clips) in the steps of this run
         self._epoch_stats: list[dict[str, Any]] = []
         self._prior_curve: list[list[float]] = []  # from the run being resumed
+        self._prior_curves: dict[str, Any] = {}  # its other curves, by metrics key
         self._prior_epochs: list[dict[str, Any]] = []
         self._run_started = time.time()
         self._seed_value = int(kwargs.get("seed_value", 123))  # training.trainer.Trainer's default
@@ -124,9 +130,25 @@ class SavflowTrainer(Trainer):
     def _step(self, batch, model, phase):  # noqa: ANN001 - signature of training.trainer.Trainer._step
         result = super()._step(batch, model, phase)
         if phase == Phase.TRAIN and self.distributed_rank == 0:
+            step = self.steps[phase]
             loss = next(iter(result[0].values()))
-            self._loss_curve.append([self.steps[phase], float(loss.detach())])
+            self._loss_curve.append([step, float(loss.detach())])
             self._step_times.append(time.monotonic())
+            # sam2's batch size is len(img_batch), the frames of a clip (img_batch is T x B x ...): count clips
+            self._samples += int(getattr(batch, "num_videos", result[1]))
+            # the terms come as "Losses/train_{dataset}_{term}" (core_loss is the total); named by term alone
+            # unless the config trains on more than one dataset
+            prefix = f"Losses/{phase}_{batch.dict_key}_"
+            for key, value in result[2].items():
+                term = key[len(prefix):] if key.startswith(prefix) else key
+                if len(self.loss) > 1:
+                    term = f"{batch.dict_key}/{term}"
+                value = float(value.detach()) if torch.is_tensor(value) else float(value)
+                self._term_curves.setdefault(term, []).append([step, value])
+            # each group's rate as the step's forward pass finds it: the one the scheduler set for the previous
+            # step (sam2 sets this step's after the backward pass, where no hook reaches)
+            for j, group in enumerate(self.optim.optimizer.param_groups):
+                self._lr_curves.setdefault(str(j), []).append([step, float(group["lr"])])
         return result
 
     def train_epoch(self, train_loader):  # noqa: ANN001
@@ -207,7 +229,13 @@ class SavflowTrainer(Trainer):
                 continue
         if previous is None:
             return
-        self._prior_curve = [p for p in previous.get("loss_curve", []) if p[0] <= self.steps[Phase.TRAIN]]
+        step = self.steps[Phase.TRAIN]
+        self._prior_curve = [p for p in previous.get("loss_curve", []) if p[0] <= step]
+        for key in ("loss_terms", "lr_curves"):
+            self._prior_curves[key] = {name: [p for p in curve if p[0] <= step]
+                                       for name, curve in (previous.get(key) or {}).items()}
+        self._prior_curves["step_seconds_curve"] = [p for p in previous.get("step_seconds_curve") or []
+                                                    if p[0] <= step]
         self._prior_epochs = [e for e in previous.get("epochs", [])
                               if e.get("Trainer/epoch", self.epoch) < self.epoch]
 
@@ -221,6 +249,39 @@ class SavflowTrainer(Trainer):
         gaps = [b - a for a, b in zip(self._step_times, self._step_times[1:])]
         return statistics.median(gaps) if gaps else None
 
+    def _step_seconds_curve(self) -> list[list[float]]:
+        """``[step, seconds since the previous step]`` for the steps of this run (data loading, the optimizer
+        and any checkpoint save in between included)."""
+        return [[p[0], b - a] for p, a, b in zip(self._loss_curve[1:], self._step_times, self._step_times[1:])]
+
+    def _samples_per_second(self, seconds_per_step: float | None) -> float | None:
+        """Samples (video clips) per second over all processes: the mean batch of rank 0 times the world size,
+        per median step time."""
+        if not seconds_per_step or not self._loss_curve:
+            return None
+        return self._samples / len(self._loss_curve) * dist.get_world_size() / seconds_per_step
+
+    def _gpu_memory(self) -> dict[str, Any]:
+        """Peak memory allocated by tensors on rank 0's GPU (none on CPU)."""
+        if self.device.type != "cuda" or not torch.cuda.is_available():
+            return {"gpu_name": None, "gpu_max_memory_bytes": None}
+        return {"gpu_name": torch.cuda.get_device_name(self.device),
+                "gpu_max_memory_bytes": int(torch.cuda.max_memory_allocated(self.device))}
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """What each optimizer param group holds: its tensors, elements, weight decay and top-level modules."""
+        optim = getattr(self, "optim", None)
+        if optim is None:
+            return []
+        names = {id(p): n for n, p in unwrap_ddp_if_wrapped(self.model).named_parameters()}
+        out = []
+        for group in optim.optimizer.param_groups:
+            params = group["params"]
+            modules = sorted({names.get(id(p), "?").split(".")[0] for p in params})
+            out.append({"tensors": len(params), "elements": int(sum(p.numel() for p in params)),
+                        "weight_decay": group.get("weight_decay"), "modules": modules})
+        return out
+
     def _write_metrics(self, *, status: str, latest: checkpoints.CheckpointInfo | None,
                        replica_digests: list[str] | None = None) -> None:
         storage.write_text(storage.join(self.savflow.experiment_dir, checkpoints.METRICS),
@@ -232,6 +293,9 @@ class SavflowTrainer(Trainer):
         curve = self._prior_curve + self._loss_curve
         epochs = self._prior_epochs + self._epoch_stats
         last = epochs[-1] if epochs else {}
+        prior_terms = self._prior_curves.get("loss_terms", {})
+        prior_lr = self._prior_curves.get("lr_curves", {})
+        seconds_per_step = self._seconds_per_step()
         metrics = {
             "status": status,
             "config": self.savflow.config_name,
@@ -242,13 +306,25 @@ class SavflowTrainer(Trainer):
             "max_epochs": self.max_epochs,
             "resume": self.savflow.resume,
             "steps_this_run": self.steps[Phase.TRAIN] - self._start_step,
-            "seconds_per_step": self._seconds_per_step(),
+            "seconds_per_step": seconds_per_step,
             "wall_seconds_this_run": time.time() - self._run_started,
             "final_loss": next((v for k, v in last.items() if k.startswith("Losses/train_")
                                 and k.endswith("_loss")), None),
             "latest_checkpoint": asdict(latest) if latest else None,
             "loss_curve": downsample_curve(curve),
             "epochs": epochs,
+            "experiment_dir": self.savflow.experiment_dir,
+            "overrides": list(self.savflow.run_key.get("overrides") or []),
+            "samples_per_second": self._samples_per_second(seconds_per_step),
+            "batch_size_per_rank": self._samples / len(self._loss_curve) if self._loss_curve else None,
+            **self._gpu_memory(),
+            "loss_terms": {term: downsample_curve(prior_terms.get(term, []) + self._term_curves.get(term, []))
+                           for term in {**prior_terms, **self._term_curves}},
+            "lr_curves": {group: downsample_curve(prior_lr.get(group, []) + self._lr_curves.get(group, []))
+                          for group in {**prior_lr, **self._lr_curves}},
+            "param_groups": self._param_groups(),
+            "step_seconds_curve": downsample_curve(self._prior_curves.get("step_seconds_curve", [])
+                                                   + self._step_seconds_curve()),
         }
         if replica_digests is not None:
             metrics["replica_digests"] = replica_digests
