@@ -40,6 +40,7 @@ from training.trainer import Trainer, unwrap_ddp_if_wrapped
 from training.utils.train_utils import Phase
 
 from savflow.common import checkpoints, secrets, storage
+from savflow.common.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class SavflowTrainer(Trainer):
         self._prior_curves: dict[str, Any] = {}  # its other curves, by metrics key
         self._prior_epochs: list[dict[str, Any]] = []
         self._run_started = time.time()
+        self._progress: Progress | None = None  # rank 0's progress lines (savflow.common.progress)
         self._seed_value = int(kwargs.get("seed_value", 123))  # training.trainer.Trainer's default
         # Trainer.__init__ logs every environment variable (train_utils.log_env_variables): mask the secret ones
         secrets.install_log_masking()
@@ -133,6 +135,8 @@ class SavflowTrainer(Trainer):
             step = self.steps[phase]
             loss = next(iter(result[0].values()))
             self._loss_curve.append([step, float(loss.detach())])
+            if self._progress is not None:
+                self._progress.update(note=f"epoch {int(self.epoch) + 1} of {self.max_epochs}, loss {float(loss.detach()):.4g}")
             self._step_times.append(time.monotonic())
             # sam2's batch size is len(img_batch), the frames of a clip (img_batch is T x B x ...): count clips
             self._samples += int(getattr(batch, "num_videos", result[1]))
@@ -153,6 +157,8 @@ class SavflowTrainer(Trainer):
 
     def train_epoch(self, train_loader):  # noqa: ANN001
         seed_epoch(self._seed_value, self.distributed_rank, int(self.epoch), unwrap_ddp_if_wrapped(self.model))
+        if self._progress is None and self.distributed_rank == 0:  # the steps this run has left, for the ETA
+            self._progress = Progress((self.max_epochs - int(self.epoch)) * len(train_loader), "train", "step")
         outs = super().train_epoch(train_loader)
         if self.distributed_rank == 0:
             self._epoch_stats.append({k: v for k, v in outs.items() if isinstance(v, (int, float))})
@@ -191,6 +197,8 @@ class SavflowTrainer(Trainer):
             log.info("training epochs %d..%d from step %d on %d process(es)", self.epoch + 1, self.max_epochs,
                      self.steps[Phase.TRAIN], dist.get_world_size())
         super().run()
+        if self._progress is not None:
+            self._progress.close()
         digests = self._replica_digests()
         if self.distributed_rank == 0:
             self._write_metrics(status="complete", latest=checkpoints.read_latest_pointer(self.savflow.experiment_dir),
