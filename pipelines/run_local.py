@@ -3,7 +3,8 @@
 The same KFP components run as subprocesses (``kfp.local.SubprocessRunner``), the PyTorchJob is replaced by a
 local ``torchrun`` of the same worker (``train_backend=local``), and every URI is a local path under the work
 directory. Without data parameters it runs the demo: a generated SA-V-format data set (moving textured objects
-with exact masks), the tiny SAM 2.1 config, and a seeded random-initialisation starting checkpoint.
+with exact masks), the tiny SAM 2.1 config, and a seeded random-initialisation starting checkpoint; with
+:class:`savflow.pipelines.local_data.OwnData` the same on an imported folder of your own videos.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from savflow.common import storage
+from savflow.pipelines.local_data import OwnData, experiment_of, has_import, prepare_own_data
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ def prepare_demo(workdir: Path, size: DemoSize) -> dict[str, Any]:
     marker = raw / DEMO_MARKER
     if marker.exists() and marker.read_text() != wanted:
         raise ValueError(f"{workdir} holds a demo of another size ({marker.read_text()}); use another --workdir")
+    if has_import(workdir):
+        raise ValueError(f"{workdir} holds your own imported data (run-local --data); use another --workdir for "
+                         f"the demo")
     if not marker.exists():
         storage.delete(str(raw))
         res = 128
@@ -93,16 +98,17 @@ def prepare_demo(workdir: Path, size: DemoSize) -> dict[str, Any]:
     }
 
 
-def demo_params(name: str, workdir: Path, size: DemoSize) -> dict[str, Any]:
-    """Demo parameters for ``name``: the fine-tune gets the whole generated set; the recurring evaluation reuses
-    what a fine-tune run left in the same work directory (staged val split and experiment)."""
+def demo_params(name: str, workdir: Path, size: DemoSize | None, data: OwnData | None = None) -> dict[str, Any]:
+    """Base parameters for ``name``: the fine-tune gets the whole generated set (or the imported one); the
+    recurring evaluation reuses what a fine-tune run left in the same work directory (staged val split and
+    experiment, the demo's or your own data's)."""
     if name == "sav-finetune":
-        return prepare_demo(workdir, size)
+        return prepare_own_data(workdir, data) if data else prepare_demo(workdir, size or DemoSize())
     staged_val = workdir / "staged" / "val"
     if not staged_val.exists():
         raise FileNotFoundError(f"{staged_val}: nothing staged yet; run `savflow run-local` (sav-finetune) with "
                                 f"--workdir {workdir} first")
-    return {"staged_val": str(staged_val), "experiment_dir": str(workdir / "exp" / "demo"),
+    return {"staged_val": str(staged_val), "experiment_dir": str(experiment_of(workdir)),
             "model_config": TINY_MODEL, "infer_shards": 2, "infer_device": "cpu"}
 
 
@@ -179,12 +185,17 @@ class LocalRun:
     params: dict[str, Any]
 
 
-def run_local(name: str, workdir: Path, params: dict[str, Any], *, demo: DemoSize | None) -> LocalRun:
-    """Run ``name`` locally; with ``demo`` the demo parameters are the base that ``params`` override."""
+def run_local(name: str, workdir: Path, params: dict[str, Any], *, demo: DemoSize | None,
+              data: OwnData | None = None) -> LocalRun:
+    """Run ``name`` locally; with ``demo`` (or ``data``: your own videos) the demo parameters are the base that
+    ``params`` override, except ``train_overrides``, which come after the import's (its stride must stay)."""
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    merged = {**(demo_params(name, workdir, demo) if demo else {}), **params}
+    base = demo_params(name, workdir, demo, data) if demo or data else {}
+    merged = {**base, **params}
+    if data and "train_overrides" in base and "train_overrides" in params:
+        merged["train_overrides"] = [*base["train_overrides"], *params["train_overrides"]]
     declared = declared_params(name)
     unknown = sorted(set(merged) - set(declared))
     if unknown:

@@ -6,8 +6,9 @@ of a run that refers to an uploaded version.
 
 The scores of a run (:func:`run_metrics`) are read where its evaluate tasks wrote them, through
 :mod:`savflow.common.storage`: both pipelines evaluate into ``{experiment_dir}/eval/{run id}/``
-(``experiment_dir`` is a runtime parameter of the run), ``sav-evaluate`` directly there, ``sav-finetune`` into
-``base/`` (the starting checkpoint) and ``finetuned/``; each evaluation leaves a ``metrics.json``
+(``experiment_dir`` is a runtime parameter of the run), ``sav-evaluate`` directly there (with ``benchmarks``: into
+``{name}/`` for each), ``sav-finetune`` into ``base/`` (the starting checkpoint) and ``finetuned/``; each
+evaluation leaves a ``metrics.json``
 (:mod:`savflow.evaluate.results`). A run of another pipeline is looked at the same way: ``metrics.json`` in
 that folder or in any of its sub-folders.
 """
@@ -190,9 +191,25 @@ def get_run(conn: Connection, run_id: str) -> RunInfo:
         return _info(conn, conn.client.get_run(run_id), resolve_pipeline=True)
 
 
-def _eval_folders(eval_dir: str, pipeline: str | None) -> list[str]:
+def _benchmark_names(parameters: dict[str, Any]) -> list[str]:
+    """The names of a sav-evaluate run's ``benchmarks`` (a list, or its JSON text as some API versions send it)."""
+    value = parameters.get("benchmarks")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return []
+    if not isinstance(value, list):
+        return []
+    return [b["name"] for b in value if isinstance(b, dict) and isinstance(b.get("name"), str) and b["name"]]
+
+
+def _eval_folders(eval_dir: str, pipeline: str | None, parameters: dict[str, Any] | None = None) -> list[str]:
     from savflow.common import storage
 
+    names = _benchmark_names(parameters or {}) if pipeline == "sav-evaluate" else []
+    if names:
+        return names
     if pipeline in PIPELINE_EVAL_FOLDERS:
         return list(PIPELINE_EVAL_FOLDERS[pipeline])
     files, folders = storage.list_children(eval_dir)
@@ -200,10 +217,10 @@ def _eval_folders(eval_dir: str, pipeline: str | None) -> list[str]:
     return found + sorted(d for d in folders if storage.exists(storage.join(eval_dir, d, METRICS_JSON)))
 
 
-def _task_metrics(eval_dir: str, folder: str, tasks: list[dict[str, str]]) -> TaskMetrics:
+def _task_metrics(eval_dir: str, folder: str, tasks: list[dict[str, str]], task: str | None = None) -> TaskMetrics:
     from savflow.common import storage
 
-    name = EVAL_TASKS.get(folder, f"evaluate ({folder})")
+    name = task or EVAL_TASKS.get(folder, f"evaluate ({folder})")
     states = [t["state"] for t in tasks if t["name"] == name]
     state = states[-1] if states else None
     uri = storage.join(eval_dir, folder, METRICS_JSON)
@@ -230,7 +247,10 @@ def run_metrics(conn: Connection, run_id: str) -> RunMetrics:
         raise RunError(f"run {run_id} ({info.pipeline or 'unknown pipeline'}) has no experiment_dir parameter: "
                        "scores are read from {experiment_dir}/eval/{run id}/ of sav-evaluate and sav-finetune runs")
     eval_dir = storage.join(experiment_dir, "eval", run_id)
-    tasks = [_task_metrics(eval_dir, folder, info.tasks) for folder in _eval_folders(eval_dir, info.pipeline)]
+    # sav-evaluate's evaluate step is one task in a ParallelFor over its benchmarks, whatever the folder
+    task = EVAL_TASKS[""] if info.pipeline == "sav-evaluate" else None
+    tasks = [_task_metrics(eval_dir, folder, info.tasks, task)
+             for folder in _eval_folders(eval_dir, info.pipeline, info.parameters)]
     return RunMetrics(run=info, eval_dir=eval_dir, tasks=tasks)
 
 

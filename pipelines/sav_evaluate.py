@@ -1,17 +1,21 @@
-"""``sav-evaluate``: the recurring evaluation of an experiment's newest (or a given) checkpoint on SA-V val/test.
+"""``sav-evaluate``: the recurring evaluation of an experiment's newest (or a given) checkpoint on SA-V val/test,
+or on several benchmarks at once.
 
-resolve checkpoint -> inference fan-out -> evaluate -> compare with the experiment's previous evaluation and a
-baseline; the run fails when J&F fell by more than ``max_drop`` points. The data is already staged (the
-``sav-finetune`` pipeline or ``savflow stage`` put it under ``staged_val``). With ``pred_root`` set, the
-predictions there are evaluated as they are (no checkpoint, no inference), as the official evaluator does.
+resolve checkpoint -> plan the evaluations -> for each: inference fan-out -> evaluate -> compare each with the
+experiment's previous evaluation of the same benchmark and a baseline; the run fails when J&F fell by more than
+``max_drop`` points. The data is already staged (the ``sav-finetune`` pipeline or ``savflow stage`` put it under
+``staged_val``). With ``benchmarks`` (a list of ``{name, staged_val, benchmark}``) there is one evaluation per
+item instead, each predicted and scored under its benchmark's protocol (:mod:`savflow.common.benchmarks`),
+with its own Metrics (``J&F davis``), folder (``{eval}/{name}``) and history
+(:mod:`savflow.evaluate.suite`). With ``pred_root`` set, the predictions there (``{pred_root}/{name}`` per
+benchmark) are evaluated as they are (no checkpoint, no inference), as the official evaluator does.
 """
 
 from kfp import dsl
 
 from savflow.common.deployment import DEFAULT_IMAGE, GPU_TOLERATION
-from savflow.common.savformat import split_paths
-from savflow.evaluate.component import check_regression, resolve_checkpoint
-from savflow.pipelines.fanout import evaluate_predictions, infer_and_evaluate
+from savflow.evaluate.component import check_regression, plan_evaluations, resolve_checkpoint
+from savflow.pipelines.fanout import evaluate_each
 from savflow.preflight.component import preflight
 from savflow.pipelines.run_folders import RUN_ID, this_run_folder
 from savflow.pipelines.task_settings import TaskSettings
@@ -22,10 +26,12 @@ def build(cluster: bool = True):
     ts = TaskSettings(cluster)
 
     @dsl.pipeline(name="sav-evaluate",
-                  description="Evaluate a SAM 2 checkpoint on SA-V (J&F) and guard against regressions.")
+                  description="Evaluate a SAM 2 checkpoint on SA-V or other benchmarks (J&F) and guard against "
+                              "regressions.")
     def sav_evaluate(
-        staged_val: str,
         experiment_dir: str,
+        staged_val: str = "",
+        benchmarks: list = [],
         checkpoint: str = "",
         val_video_list: str = "",
         image: str = DEFAULT_IMAGE,
@@ -47,42 +53,48 @@ def build(cluster: bool = True):
         ts.name(check, "preflight")
         ts.uncached(ts.image(check, image))
         eval_dir = this_run_folder(ts, image, experiment_dir, "eval").output
-        val = split_paths(staged_val)
         with dsl.If(pred_root == "", "predict with the checkpoint"):
             resolved = resolve_checkpoint(checkpoint=checkpoint, experiment_dir=experiment_dir)
             resolved.after(check)
             ts.uncached(ts.image(resolved, image))
-            scores = infer_and_evaluate(
-                ts, image=image, checkpoint=resolved.output, model_config=model_config,
-                frames=val.frames, masks=val.masks,
-                annotations_root=val.annotations, pred_root=f"{eval_dir}/pred", eval_root=eval_dir,
-                video_list=val_video_list, num_shards=infer_shards, use_all_masks=use_all_masks,
-                track_later_objects=track_later_objects, device=infer_device, score_thresh=score_thresh,
-                do_not_skip_first_last=do_not_skip_first_last, node_selector=node_selector,
-                tolerations=tolerations, title="evaluation")
-            inferred = _record(ts, image, scores, experiment_dir=experiment_dir, checkpoint=resolved.output,
-                               eval_dir=eval_dir, max_drop=max_drop, baseline=baseline)
+            planned = _plan(ts, image, benchmarks=benchmarks, staged_val=staged_val,
+                            val_video_list=val_video_list, eval_dir=eval_dir, checkpoint=resolved.output,
+                            pred_root="", baseline=baseline)
+            scores = evaluate_each(ts, planned, image=image, do_not_skip_first_last=do_not_skip_first_last,
+                                   title="evaluation", infer=dict(
+                                       model_config=model_config, num_shards=infer_shards,
+                                       use_all_masks=use_all_masks, track_later_objects=track_later_objects,
+                                       device=infer_device, score_thresh=score_thresh,
+                                       node_selector=node_selector, tolerations=tolerations))
+            inferred = _record(ts, image, planned, scores, experiment_dir=experiment_dir, max_drop=max_drop)
         with dsl.Else():
-            given = evaluate_predictions(ts, image=image, frames=val.frames, masks=val.masks,
-                                         annotations_root=val.annotations, pred_root=pred_root, eval_root=eval_dir,
-                                         video_list=val_video_list, do_not_skip_first_last=do_not_skip_first_last,
-                                         title="evaluation")
+            given = _plan(ts, image, benchmarks=benchmarks, staged_val=staged_val, val_video_list=val_video_list,
+                          eval_dir=eval_dir, checkpoint="", pred_root=pred_root, baseline=baseline)
             given.after(check)
-            evaluated = _record(ts, image, given, experiment_dir=experiment_dir, checkpoint=pred_root,
-                                eval_dir=eval_dir, max_drop=max_drop, baseline=baseline)
-        # Only the run's return value (kfp.local reads it). Backend 2.16 never marks the If branch COMPLETE (its
-        # ParallelFor sub-DAG's state isn't propagated; 2.17 does), so a task consuming this OneOf would fail
+            scores = evaluate_each(ts, given, image=image, do_not_skip_first_last=do_not_skip_first_last,
+                                   title="evaluation", infer=None)
+            evaluated = _record(ts, image, given, scores, experiment_dir=experiment_dir, max_drop=max_drop)
+        # Only the run's return value (kfp.local reads it). Backend 2.16 never marks the branches COMPLETE (their
+        # ParallelFor sub-DAGs' state isn't propagated; 2.17 does), so a task consuming this OneOf would fail
         # there: tests/integration/test_backend_compat.py.
-        return dsl.OneOf(inferred.output, evaluated.output)
+        return dsl.OneOf(inferred.outputs["Output"], evaluated.outputs["Output"])
 
     return sav_evaluate
 
 
-def _record(ts: TaskSettings, image, scores: dsl.PipelineTask, *, experiment_dir, checkpoint, eval_dir, max_drop,
-            baseline) -> dsl.PipelineTask:
-    """The regression check after ``scores``: compare with the history, then record this evaluation in it."""
-    verdict = check_regression(experiment_dir=experiment_dir, run_id=RUN_ID, checkpoint=checkpoint,
-                               eval_output=eval_dir, max_drop=max_drop, baseline=baseline)
+def _plan(ts: TaskSettings, image, **inputs) -> dsl.PipelineTask:
+    """The run's evaluations (the benchmarks list checked), one ParallelFor item each."""
+    task = plan_evaluations(**inputs)
+    ts.name(task, "plan evaluations")
+    return ts.uncached(ts.image(task, image))
+
+
+def _record(ts: TaskSettings, image, planned: dsl.PipelineTask, scores: dsl.PipelineTask, *, experiment_dir,
+            max_drop) -> dsl.PipelineTask:
+    """The regression check after every evaluation (``scores``, in its ParallelFor): compare each with the
+    history of its benchmark, then record it there."""
+    verdict = check_regression(experiment_dir=experiment_dir, run_id=RUN_ID, evaluations=planned.output,
+                               max_drop=max_drop)
     verdict.after(scores)
     ts.uncached(ts.image(verdict, image))
     return verdict

@@ -1,7 +1,12 @@
-"""``sav-finetune``: stage SA-V -> fine-tune SAM 2.1 (PyTorchJob) -> inference fan-out -> evaluate -> publish.
+"""``sav-finetune``: validate -> stage SA-V -> fine-tune SAM 2.1 (PyTorchJob) -> inference fan-out -> evaluate ->
+publish.
 
-The starting checkpoint is evaluated on the same videos while training runs, so every run reports J&F before and
-after fine-tuning. Paths of one run live under ``{experiment_dir}/eval/{run id}/``.
+The training split is checked against the training config first (with ``preflight``, before staging holds CPUs
+and anything holds a GPU): a video sam2 would crash on, or silently not train on, fails the run there with every
+problem listed by video and field, or with ``drop_invalid`` is left out of staging and training (the list of the
+valid videos is the video list both get). The starting checkpoint is evaluated on the same videos while training
+runs, so every run reports J&F before and after fine-tuning. Paths of one run live under
+``{experiment_dir}/eval/{run id}/`` and ``{experiment_dir}/validate/{run id}/``.
 """
 
 from kfp import dsl
@@ -11,11 +16,12 @@ from savflow.common.savformat import ANN_EVERY, split_paths
 from savflow.evaluate.component import publish_finetune
 from savflow.pipelines.fanout import infer_and_evaluate
 from savflow.preflight.component import preflight
-from savflow.pipelines.task_settings import STAGE, TaskSettings
-from savflow.stage.component import shard_indices, stage_shard
+from savflow.pipelines.task_settings import EVALUATE, STAGE, TaskSettings
+from savflow.pipelines.run_folders import RUN_ID, this_run_folder
+from savflow.stage.component import shard_items, stage_shard
 from savflow.launch.component import train
+from savflow.validate.component import validate_train
 
-RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
 
 def build(cluster: bool = True):
@@ -40,6 +46,7 @@ def build(cluster: bool = True):
         batch_size: int = 0,
         seed: int = -1,
         train_overrides: list = [],
+        drop_invalid: bool = False,
         train_backend: str = "pytorchjob",
         nodes: int = 1,
         gpus_per_node: int = 8,
@@ -72,11 +79,19 @@ def build(cluster: bool = True):
                           cluster=cluster)
         ts.name(check, "preflight")
         ts.uncached(ts.image(check, image))
-        indices = ts.image(shard_indices(num_shards=stage_shards), image)
-        indices.after(check)
-        with dsl.ParallelFor(indices.output) as k:
+        checked = this_run_folder(ts, image, experiment_dir, "validate").output
+        validated = validate_train(train=raw_train, config=train_config, overrides=train_overrides,
+                                   video_list=train_video_list, sample_rate=sample_rate, drop_invalid=drop_invalid,
+                                   valid_list=f"{checked}/file_list.txt", report=f"{checked}/report.json")
+        ts.name(validated, "validate train")
+        ts.uncached(ts.image(validated, image, EVALUATE))
+        # the videos that passed (all of train_video_list, or with drop_invalid the valid ones), in the items
+        items = ts.image(shard_items(num_shards=stage_shards, video_list=validated.output), image)
+        items.after(check)
+        with dsl.ParallelFor(items.output) as item:
+            k = item.shard
             stage_train = stage_shard(source=raw_train, dest=staged_train, shard=k, num_shards=stage_shards,
-                                      video_list=train_video_list, sample_rate=sample_rate,
+                                      video_list=item.video_list, sample_rate=sample_rate,
                                       jpeg_quality=jpeg_quality, layout=train_layout, max_failures=stage_max_failures)
             ts.name(stage_train, "stage train")
             ts.uncached(ts.scratch(ts.retries(ts.image(stage_train, image, STAGE))))
@@ -86,7 +101,7 @@ def build(cluster: bool = True):
             ts.name(stage_val, "stage val")
             ts.uncached(ts.scratch(ts.retries(ts.image(stage_val, image, STAGE))))
 
-        eval_dir = f"{experiment_dir}/eval/{RUN_ID}"
+        eval_dir = this_run_folder(ts, image, experiment_dir, "eval").output
         val = split_paths(staged_val)
         common = dict(image=image, model_config=model_config, frames=val.frames,
                       masks=val.masks, annotations_root=val.annotations,
@@ -101,7 +116,7 @@ def build(cluster: bool = True):
 
         trained = train(image=image, config=train_config, train_frames=split_paths(staged_train).frames,
                         train_annotations=split_paths(staged_train).annotations, experiment_dir=experiment_dir,
-                        run_id=RUN_ID, checkpoint=init_checkpoint, file_list=train_video_list, epochs=epochs,
+                        run_id=RUN_ID, checkpoint=init_checkpoint, file_list=validated.output, epochs=epochs,
                         batch_size=batch_size, seed=seed, overrides=train_overrides, backend=train_backend,
                         nodes=nodes, gpus_per_node=gpus_per_node, cpu=train_cpu, memory=train_memory,
                         shm_size=train_shm, scratch_size=train_scratch, node_selector=node_selector,

@@ -1,12 +1,13 @@
 """sav-evaluate's control flow against what the oldest KFP backend in README.md does with it.
 
 ``pipelines/sav_evaluate.py`` runs either the inference fan-out or the given predictions (``dsl.If(pred_root ==
-"")`` / ``dsl.Else()``) and returns ``dsl.OneOf(inferred.output, evaluated.output)``. The SDK (kfp 2.17,
-``kfp/compiler/pipeline_spec_builder.py`` ``_single_binary_operation_to_cel_condition``,
+"")`` / ``dsl.Else()``) and returns ``dsl.OneOf(inferred.outputs["Output"], evaluated.outputs["Output"])``. The
+SDK (kfp 2.17, ``kfp/compiler/pipeline_spec_builder.py`` ``_single_binary_operation_to_cel_condition``,
 ``connect_oneof_dag_output``) compiles that to a ``condition-branches-N`` DAG whose tasks carry a CEL
 ``triggerPolicy.condition`` each (the Else branch is the If's negation, ``!(...)``), one DAG output
 ``valueFromOneof.parameterSelectors`` with one selector per branch, a root output ``valueFromParameter`` of it,
-and a ``parameterIterator`` (the ParallelFor) inside the If branch.
+and in each branch a ``parameterIterator`` (the ParallelFor over the planned evaluations: the single one, or one
+per benchmark), the If branch's with the inference shards' ``parameterIterator`` nested in its body.
 
 What the backend does with it, read in kubeflow/pipelines at tags 2.16.0 (e4ebca310f), 2.16.1 (67a73cf809:
 argocompiler/dag.go, driver/dag.go, driver/resolve.go and expression.go byte-identical to 2.16.0; the DAG-state,
@@ -37,9 +38,11 @@ and 2.4.0 (line numbers are 2.16.0's):
   of a finished container for its immediate parent DAG (``component/launcher_v2.go`` l. 209): a DAG whose children
   include a sub-DAG (a ParallelFor) never becomes COMPLETE on 2.16; recursive propagation is "fix(backend):
   recursive DAG execution state propagation (#13322)", 5d44be17a2, first in 2.17.0. So on 2.16 a task that
-  *consumes* our OneOf would fail whenever the If branch (which holds the ParallelFor) ran. Nothing consumes it:
-  it is only the pipeline's return value, which no backend driver resolves (``driver/root_dag.go`` records no
-  outputs); ``kfp.local`` (``savflow run-local``) reads it.
+  *consumes* our OneOf would fail whichever branch ran (both hold a ParallelFor). Nothing consumes it: it is
+  only the pipeline's return value, which no backend driver resolves (``driver/root_dag.go`` records no
+  outputs); ``kfp.local`` (``savflow run-local``) reads it. Nor does any task read an output of a sub-DAG (no
+  ``dsl.Collected``): each branch's regression check takes the plan's list, a container's output, and waits for
+  the ParallelFor through ``dependentTasks`` only, as the evaluate step waits for the inference ParallelFor.
 * ``backend/src/v2/compiler/argocompiler/argo.go`` (l. 91-101): root inputs not given get their default, so the
   condition's ``pred_root`` is ``''`` when unset.
 
@@ -234,7 +237,7 @@ def test_oneof_goes_to_the_root_output_only_and_no_task_reads_it_on_a_backend_wi
 
 def test_conditions_are_cel_the_driver_evaluates_to_exactly_one_branch(spec: dict) -> None:
     conditional = list(_conditional_tasks(spec))
-    assert {t for _, t, _ in conditional} == {"condition-3", "condition-4"}, conditional
+    assert {t for _, t, _ in conditional} == {"condition-4", "condition-5"}, conditional
     by_dag: dict[str, list[tuple[str, dict]]] = {}
     for dag_name, task_name, task in conditional:
         assert "dag" in _component(spec, task), "a condition on a container/importer is not what we compile"
@@ -250,7 +253,7 @@ def test_conditions_are_cel_the_driver_evaluates_to_exactly_one_branch(spec: dic
             taken = [name for name, task in branches
                      if eval_cel(task["triggerPolicy"]["condition"], values) is True]
             assert len(taken) == 1, f"{dag_name} with {values}: branches taken {taken}"
-            expected = "condition-3" if values["pipelinechannel--pred_root"] == "" else "condition-4"
+            expected = "condition-4" if values["pipelinechannel--pred_root"] == "" else "condition-5"
             assert taken == [expected], (values, taken)
 
 
@@ -275,9 +278,12 @@ def test_condition_inputs_have_a_value_when_the_run_omits_them(spec: dict) -> No
     assert spec["root"]["inputDefinitions"]["parameters"]["pred_root"]["defaultValue"] == ""
 
 
-def test_the_parallel_for_in_the_branch_is_a_parameter_iterator_the_driver_fans_out(spec: dict) -> None:
+def test_the_parallel_fors_in_the_branches_are_parameter_iterators_the_driver_fans_out(spec: dict) -> None:
+    """The evaluations' ParallelFor in each branch, and the inference shards' nested in the If branch's."""
     iterators = [(d, n, t) for d, c in _dags(spec) for n, t in c["dag"]["tasks"].items() if "parameterIterator" in t]
-    assert [(d, n) for d, n, _ in iterators] == [("comp-condition-3", "for-loop-2")], iterators
+    assert sorted((d, n) for d, n, _ in iterators) == [
+        ("comp-condition-4", "for-loop-2"), ("comp-condition-5", "for-loop-6"), ("comp-for-loop-2", "for-loop-3")], \
+        iterators
     for dag_name, name, task in iterators:
         iterator = task["parameterIterator"]
         items = iterator["items"]
@@ -294,6 +300,19 @@ def test_the_parallel_for_in_the_branch_is_a_parameter_iterator_the_driver_fans_
         assert used, "the loop body reads its item"
         parallelism = task.get("iteratorPolicy", {}).get("parallelismLimit", 0)
         assert parallelism >= 0  # argo.go: > 0 becomes the loop template's parallelism, 0 none
+
+
+def test_no_task_reads_an_output_of_a_sub_dag(spec: dict) -> None:
+    """Every task input from another task comes from a container (the plan's list, the checkpoint), never from a
+    ParallelFor or condition DAG: a OneOf's resolution needs the DAG states above, and a Collected list's is
+    not among the backend facts this module rests on."""
+    for dag_name, component in _dags(spec):
+        tasks = component["dag"]["tasks"]
+        for name, task in tasks.items():
+            for key, source in task.get("inputs", {}).get("parameters", {}).items():
+                producer = source.get("taskOutputParameter", {}).get("producerTask")
+                if producer is not None:
+                    assert "executorLabel" in _component(spec, tasks[producer]), (dag_name, name, key, producer)
 
 
 def test_nothing_the_argo_compiler_refuses(spec: dict) -> None:

@@ -40,9 +40,10 @@ def model(tmp_path_factory) -> str:
 
 
 def test_stage_components(tmp_path: Path) -> None:
-    from savflow.stage.component import shard_indices, stage_shard
+    from savflow.stage.component import shard_items, stage_shard
 
-    assert shard_indices.python_func(num_shards=3) == [0, 1, 2]
+    assert shard_items.python_func(num_shards=2, video_list="l.txt") == [{"shard": 0, "video_list": "l.txt"},
+                                                                         {"shard": 1, "video_list": "l.txt"}]
     raw, dest = str(tmp_path / "raw"), str(tmp_path / "staged")
     write_raw_train_split(raw, SyntheticSpec(num_videos=2, num_frames=16, height=64, width=64))
     report = stage_shard.python_func(source=raw, dest=dest, shard=0, num_shards=1, sample_rate=4)
@@ -50,18 +51,55 @@ def test_stage_components(tmp_path: Path) -> None:
 
 
 def test_infer_components(tmp_path: Path, val: tuple[str, list[str]], model: str) -> None:
+    """The shard items carry the folders and the benchmark (sav-evaluate's nested ParallelFor gives infer_shard
+    nothing else): a shard run from its item alone is prompted as the benchmark's protocol says, whatever the
+    inputs say."""
+    from savflow.common import markers
     from savflow.infer.component import infer_shard, plan_inference_shards
 
     root, videos = val
     paths = savformat.split_paths(root)
-    shards = plan_inference_shards.python_func(frames=paths.frames, masks=paths.masks, num_shards=2,
-                                               checkpoint=model)
-    assert sorted(v for s in shards for v in json.loads(s)["videos"]) == sorted(videos)
     out = str(tmp_path / "pred")
-    for shard in shards:
-        report = infer_shard.python_func(shard=shard, model_config=TINY, frames=paths.frames, masks=paths.masks,
-                                         output=out, device="cpu")
-        assert json.loads(storage.read_text(report))["failed"] == 0
+    shards = plan_inference_shards.python_func(frames=paths.frames, masks=paths.masks, num_shards=2,
+                                               checkpoint=model, output=out, benchmark="lvos")
+    assert sorted(v for s in shards for v in json.loads(s)["videos"]) == sorted(videos)
+    assert {json.loads(s)["output"] for s in shards} == {out}
+    first, second = shards
+    report = infer_shard.python_func(shard=first, model_config=TINY, frames=paths.frames, masks=paths.masks,
+                                     output=out, device="cpu")
+    assert json.loads(storage.read_text(report))["failed"] == 0
+    report = infer_shard.python_func(shard=second, model_config=TINY, device="cpu", track_later_objects=False)
+    assert json.loads(storage.read_text(report))["failed"] == 0
+    found = markers.read_markers(out, videos)
+    assert all(m and m["track_later_objects"] is True and m["use_all_masks"] is False for m in found.values())
+    with pytest.raises(ValueError, match="unknown benchmark 'nope'"):
+        plan_inference_shards.python_func(frames=paths.frames, masks=paths.masks, num_shards=1, checkpoint=model,
+                                          benchmark="nope")
+
+
+def test_plan_evaluations_component(tmp_path: Path, val: tuple[str, list[str]], model: str) -> None:
+    from savflow.evaluate.component import plan_evaluations
+
+    root, _ = val
+    eval_dir = str(tmp_path / "exp" / "eval" / "run1")
+    [single] = plan_evaluations.python_func(benchmarks=[], staged_val=root, val_video_list="", eval_dir=eval_dir,
+                                            checkpoint=model)
+    item = json.loads(single)
+    assert (item["label"], item["eval_root"], item["pred_root"]) == ("", eval_dir, f"{eval_dir}/pred")
+    assert item["masks"] == savformat.split_paths(root).masks and item["checkpoint"] == model
+    two = [json.loads(i) for i in plan_evaluations.python_func(
+        benchmarks=[{"name": "sav", "staged_val": root}, {"name": "far", "staged_val": root, "benchmark": "lvos"}],
+        staged_val="", val_video_list="", eval_dir=eval_dir, checkpoint=model)]
+    assert [(i["label"], i["benchmark"], i["eval_root"], i["pred_root"]) for i in two] == [
+        ("sav", "sav", f"{eval_dir}/sav", f"{eval_dir}/pred/sav"),
+        ("far", "lvos", f"{eval_dir}/far", f"{eval_dir}/pred/far")]
+    with pytest.raises(ValueError, match=r"benchmarks\[1\] \('far'\): unknown benchmark 'davis2017'"):
+        plan_evaluations.python_func(benchmarks=[{"name": "sav", "staged_val": root},
+                                                 {"name": "far", "staged_val": root, "benchmark": "davis2017"}],
+                                     staged_val="", val_video_list="", eval_dir=eval_dir, checkpoint=model)
+    with pytest.raises(ValueError, match=r"benchmarks\[0\] \('davis'\): no videos under .*/nothing/Annotations_6fps"):
+        plan_evaluations.python_func(benchmarks=[{"name": "davis", "staged_val": str(tmp_path / "nothing")}],
+                                     staged_val="", val_video_list="", eval_dir=eval_dir, checkpoint=model)
 
 
 def test_evaluate_components(tmp_path: Path, val: tuple[str, list[str]], model: str) -> None:
@@ -88,13 +126,29 @@ def test_evaluate_components(tmp_path: Path, val: tuple[str, list[str]], model: 
     assert "J&F" in Path(artifacts["table"].path).read_text()
     assert Path(artifacts["overlays"].path).read_text().startswith("<!doctype html>")
     assert storage.exists(storage.join(out, "metrics.json")) and storage.exists(storage.join(out, "report.md"))
+    named = {name: _artifact(cls, f"davis-{name}", tmp_path)
+             for name, cls in (("metrics", Metrics), ("table", Markdown), ("overlays", HTML))}
+    evaluate.python_func(gt_root=paths.masks, pred_root=paths.masks, frames_root=paths.frames,
+                         output=str(tmp_path / "davis"), **named, num_workers=1, benchmark="davis", name="d17")
+    assert named["metrics"].metadata["J&F d17"] == pytest.approx(100.0) and "J&F" not in named["metrics"].metadata
+    assert json.loads(storage.read_text(str(tmp_path / "davis" / "metrics.json")))["benchmark"] == "davis"
 
-    first = check_regression.python_func(experiment_dir=exp, run_id="r1", checkpoint=model, eval_output=out,
-                                         max_drop=1.0)
-    assert "no previous passing evaluation" in first
+    from savflow.evaluate.component import plan_evaluations
+
+    def check(run_id: str, baseline: float = -1.0) -> str:
+        planned = plan_evaluations.python_func(benchmarks=[], staged_val=root, val_video_list="", eval_dir=out,
+                                               checkpoint=model, baseline=baseline)
+        outputs = {name: _artifact(cls, f"{run_id}-{name}", tmp_path) for name, cls in (("metrics", Metrics),
+                                                                                         ("table", Markdown))}
+        report = check_regression.python_func(experiment_dir=exp, run_id=run_id, evaluations=planned, max_drop=1.0,
+                                              **outputs)
+        assert outputs["metrics"].metadata["J&F"] == pytest.approx(100.0)
+        assert "| (staged_val) | pipeline options | 2 |" in Path(outputs["table"].path).read_text()
+        return report
+
+    assert "no previous passing evaluation" in check("r1")
     with pytest.raises(RuntimeError, match="regression"):
-        check_regression.python_func(experiment_dir=exp, run_id="r2", checkpoint=model, eval_output=out,
-                                     max_drop=1.0, baseline=100.0 + 5)
+        check("r2", baseline=100.0 + 5)
     comparison = _artifact(Metrics, "comparison", tmp_path)
     gain = publish_finetune.python_func(base_jf=40.0, tuned_jf=55.5, experiment_dir=exp, run_id="r3",
                                         checkpoint=model, eval_output=out, comparison=comparison)

@@ -132,3 +132,37 @@ def test_other_formats_validate_for_the_b_plus_config(tmp_path: Path, fmt: str, 
     result = import_dataset(fmt, str(tmp_path / "src"), str(tmp_path / "out"), workers=1)
     report = validate_split(str(tmp_path / "out"), read_needs("sam2.1_hiera_b+_sav_finetune", result.overrides))
     assert not [f for f in report.findings if f.severity == "error"], report.lines()
+
+
+def test_an_import_stages_as_a_train_split_at_its_own_stride(tmp_path: Path) -> None:
+    """What the pipeline's stage train does with an imported DAVIS set (annotated on every frame, which no mp4
+    split can carry): the annotations are staged with the frames, byte for byte, in the tar layout training
+    reads; the staged annotation is read at its recorded stride (masks on every frame); a sample rate that
+    would drop annotated frames fails each video naming the stride; an import without the val layout is still
+    a train split."""
+    from savflow.common.materialize import materialize
+    from savflow.stage.stage import stage
+
+    samples.write_davis(str(tmp_path / "src"), SPEC)
+    dest = tmp_path / "out"
+    assert import_dataset("davis", str(tmp_path / "src"), str(dest), workers=2).exit_code == 0
+    result = stage(str(dest), str(tmp_path / "staged"), layout="tar", progress=False, workers=2)
+    assert result.exit_code == 0 and sorted(result.staged) == SPEC.video_ids(), result.failures
+    local = tmp_path / "local"
+    materialize(str(tmp_path / "staged"), local, SPEC.video_ids(), workers=2)
+    video = SPEC.video_ids()[0]
+    name = savformat.annotation_path(video)
+    assert (local / name).read_bytes() == (dest / name).read_bytes()
+    ann = savformat.parse_manual_json((local / name).read_bytes())
+    assert ann.ann_every == 1 and ann.annotated_frames == list(range(SPEC.num_frames))
+    assert len(list((local / savformat.MASKS_DIR / video / "000").iterdir())) == SPEC.num_frames
+
+    refused = stage(str(dest), str(tmp_path / "every-2nd"), sample_rate=2, progress=False, workers=2)
+    assert {f.video for f in refused.failures} == set(SPEC.video_ids())
+    assert all("annotated every 1 frame(s); sample rate 2" in f.reason for f in refused.failures)
+
+    assert import_dataset("davis", str(tmp_path / "src"), str(tmp_path / "no-val"), val=False).exit_code == 0
+    result = stage(str(tmp_path / "no-val"), str(tmp_path / "staged-no-val"), layout="dir", progress=False)
+    assert result.exit_code == 0 and sorted(result.staged) == SPEC.video_ids(), result.failures
+    assert (tmp_path / "staged-no-val" / name).is_file()
+    assert not (tmp_path / "staged-no-val" / savformat.MASKS_DIR).exists()

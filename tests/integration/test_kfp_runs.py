@@ -31,6 +31,11 @@ def tiny_finetune(experiment_dir: str, shards: int = 2):
     _step(experiment_dir=experiment_dir, shards=shards)
 
 
+@dsl.pipeline(name="sav-evaluate", description="A stand-in named like sav-evaluate, for its eval layout.")
+def tiny_evaluate(experiment_dir: str, benchmarks: list = []):
+    _step(experiment_dir=experiment_dir, shards=1)
+
+
 @pytest.fixture(scope="module")
 def finetune_package(tmp_path_factory):
     path = compile_mod.compile_pipeline("sav-finetune", tmp_path_factory.mktemp("ft") / "sav-finetune.yaml",
@@ -144,6 +149,30 @@ def test_runs_metrics_per_evaluate_task_of_sav_finetune(server, finetune_package
     tasks = json.loads(out)["tasks"]
     assert [(t["folder"], t["J&F"], t["J"], t["F"]) for t in tasks] == [("base", 61.234, 58.0, 64.468),
                                                                        ("finetuned", 70.5, 68.25, 72.75)]
+
+
+def test_runs_metrics_of_sav_evaluate_with_benchmarks_per_benchmark(server, tmp_path, capsys):
+    """One folder per benchmark (``{name}/``), all written by the one evaluate task of the ParallelFor; without
+    ``benchmarks`` the run folder itself."""
+    path = compile_mod.compile_pipeline("sav-evaluate", tmp_path / "sav-evaluate.yaml",
+                                        {"sav-evaluate": (__name__, "tiny_evaluate")})
+    pkg = kfp_client.read_package(path)
+    exp = tmp_path / "exp"
+    run_id = _submit(server, pkg, {"experiment_dir": str(exp), "benchmarks": [
+        {"name": "sav", "staged_val": "gs://b/sav"}, {"name": "d17", "staged_val": "gs://b/d", "benchmark": "davis"}]})
+    _metrics_file(exp / "eval" / run_id / "sav", 61.0, 58.0, 64.0)
+    (exp / "eval" / run_id / "pred" / "sav").mkdir(parents=True)
+    server.finish(run_id, "FAILED", [("evaluate (evaluation)", "FAILED")])
+    rc, out, _ = cli(["runs", "metrics", run_id, "--host", server.url, "--json"], capsys)
+    assert rc == 1
+    tasks = json.loads(out)["tasks"]
+    assert [(t["folder"], t["task"], t["J&F"], t["error"]) for t in tasks] == [
+        ("sav", "evaluate (evaluation)", 61.0, None), ("d17", "evaluate (evaluation)", None, "no metrics.json")]
+    single = _submit(server, pkg, {"experiment_dir": str(exp)})
+    _metrics_file(exp / "eval" / single, 70.0, 69.0, 71.0)
+    server.finish(single, "SUCCEEDED")
+    rc, out, _ = cli(["runs", "metrics", single, "--host", server.url, "--json"], capsys)
+    assert rc == 0 and [(t["folder"], t["J&F"]) for t in json.loads(out)["tasks"]] == [("", 70.0)]
 
 
 def test_runs_metrics_of_a_failed_run_lists_what_is_missing_with_exit_1(server, finetune_package, tmp_path,

@@ -100,24 +100,55 @@ def test_finetune_shape_and_defaults() -> None:
     spec, _ = _docs("sav-finetune")
     tasks = dict(_tasks(spec))
     names = {t["taskInfo"]["name"] for t in tasks.values()}
-    assert {"stage train", "stage val", "train", "plan shards (starting checkpoint)", "plan shards (fine-tuned)",
-            "infer (starting checkpoint)", "infer (fine-tuned)", "evaluate (starting checkpoint)",
-            "evaluate (fine-tuned)", "publish-finetune"} <= names
-    assert tasks["train"]["dependentTasks"] == ["for-loop-1"], "training waits for every staging shard"
+    assert {"validate train", "stage train", "stage val", "train", "plan shards (starting checkpoint)",
+            "plan shards (fine-tuned)", "infer (starting checkpoint)", "infer (fine-tuned)",
+            "evaluate (starting checkpoint)", "evaluate (fine-tuned)", "publish-finetune"} <= names
+    assert sorted(tasks["train"]["dependentTasks"]) == ["for-loop-1", "validate-train"], \
+        "training waits for every staging shard and for the validated video list"
     params = spec["root"]["inputDefinitions"]["parameters"]
     required = {k for k, v in params.items() if not v.get("isOptional")}
     assert required == {"raw_train", "raw_val", "staged_train", "staged_val", "experiment_dir", "init_checkpoint"}
     assert params["train_backend"]["defaultValue"] == "pytorchjob"
     assert params["tolerations"]["defaultValue"] == [dict(GPU_TOLERATION)]
     for path, task in tasks.items():
-        if task["taskInfo"]["name"] in ("train", "stage train", "stage val", "publish-finetune"):
+        if task["taskInfo"]["name"] in ("validate train", "train", "stage train", "stage val", "publish-finetune"):
             assert task["cachingOptions"] == {}, f"{path} must not be cached"
+
+
+def test_finetune_validates_the_training_videos_before_anything_else() -> None:
+    """Validation is a first step (beside preflight): staging (and so every GPU step) and training wait for it,
+    and both take the list of the videos it passed (all of ``train_video_list``, or with ``drop_invalid`` the
+    valid ones), checked with the same config, overrides and sample rate; the list reaches the staging shards
+    in their loop items, and lives in this run's folder (made by a task: the run id is a whole input value)."""
+    spec, _ = _docs("sav-finetune")
+    tasks = dict(_tasks(spec))
+    validate = tasks["validate-train"]
+    assert validate["dependentTasks"] == ["run-folder"] and "dependentTasks" not in tasks["preflight"]
+    assert sorted(tasks["shard-items"]["dependentTasks"]) == ["preflight", "validate-train"]
+    assert "validate-train" in tasks["train"]["dependentTasks"]
+    inputs = validate["inputs"]["parameters"]
+    for name, param in (("train", "raw_train"), ("config", "train_config"), ("overrides", "train_overrides"),
+                        ("video_list", "train_video_list"), ("sample_rate", "sample_rate"),
+                        ("drop_invalid", "drop_invalid")):
+        assert inputs[name]["componentInputParameter"] == param, name
+    assert inputs["valid_list"]["runtimeValue"]["constant"] == \
+        "{{$.inputs.parameters['pipelinechannel--run-folder-Output']}}/file_list.txt"
+    assert tasks["run-folder"]["inputs"]["parameters"]["kind"]["runtimeValue"]["constant"] == "validate"
+    passed = {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "validate-train"}}
+    assert tasks["train"]["inputs"]["parameters"]["file_list"] == passed
+    assert tasks["shard-items"]["inputs"]["parameters"]["video_list"] == passed
+    stage_train = next(t for t in tasks.values() if t["taskInfo"]["name"] == "stage train")
+    assert stage_train["inputs"]["parameters"]["video_list"]["parameterExpressionSelector"] == \
+        'parseJson(string_value)["video_list"]'
+    assert spec["root"]["inputDefinitions"]["parameters"]["drop_invalid"]["defaultValue"] is False
 
 
 def test_evaluate_shape() -> None:
     """Two branches on ``pred_root`` (the compiler's dsl.If/Else: condition-branches-N with a condition-K DAG
-    each): predict with the checkpoint, or evaluate the given predictions; each ends with the regression check,
-    and the pipeline's output is the one that ran (dsl.OneOf)."""
+    each): predict with the checkpoint, or evaluate the given predictions. Each plans its evaluations (the single
+    one of ``staged_val``, or one per ``benchmarks`` item), runs a ParallelFor over them (with the inference
+    shards' ParallelFor nested in the If branch's) and ends with one regression check over the plan; the
+    pipeline's output is the one that ran (dsl.OneOf)."""
     spec, _ = _docs("sav-evaluate")
     tasks = dict(_tasks(spec))
 
@@ -125,18 +156,39 @@ def test_evaluate_shape() -> None:
         return path.rsplit("/", 1)[-1]
 
     infer_dag = next(p.rsplit("/", 1)[0] for p in tasks if leaf(p) == "resolve-checkpoint")
-    given_dag = next(p.rsplit("/", 1)[0] for p in tasks if leaf(p) == "evaluate-2")
+    given_dag = next(p.rsplit("/", 1)[0] for p in tasks if leaf(p) == "plan-evaluations-2")
     assert infer_dag != given_dag
-    assert "evaluate" in tasks[f"{infer_dag}/check-regression"]["dependentTasks"]
-    assert "evaluate-2" in tasks[f"{given_dag}/check-regression-2"]["dependentTasks"]
-    assert not any(p.startswith(given_dag + "/") and leaf(p).startswith(("resolve", "plan", "for-loop", "infer"))
+    assert tasks[f"{infer_dag}/plan-evaluations"]["dependentTasks"] == ["resolve-checkpoint"]
+    for dag, plan, check in ((infer_dag, "plan-evaluations", "check-regression"),
+                             (given_dag, "plan-evaluations-2", "check-regression-2")):
+        [loop] = [p for p in tasks if p.startswith(dag + "/") and p.count("/") == dag.count("/") + 1
+                  and "parameterIterator" in tasks[p]]
+        assert tasks[loop]["parameterIterator"]["items"]["inputParameter"] == f"pipelinechannel--{plan}-Output"
+        assert sorted(tasks[f"{dag}/{check}"]["dependentTasks"]) == sorted([leaf(loop), plan])
+        assert tasks[f"{dag}/{check}"]["inputs"]["parameters"]["evaluations"]["taskOutputParameter"] == {
+            "outputParameterKey": "Output", "producerTask": plan}
+        evaluate = next(t for p, t in tasks.items() if p.startswith(loop + "/") and leaf(p).startswith("evaluate"))
+        inputs = evaluate["inputs"]["parameters"]
+        for name, field in (("gt_root", "masks"), ("pred_root", "pred_root"), ("output", "eval_root"),
+                            ("benchmark", "benchmark"), ("name", "label"), ("title", "title")):
+            assert inputs[name]["componentInputParameter"] == f"pipelinechannel--{plan}-Output-loop-item", name
+            assert inputs[name]["parameterExpressionSelector"] == f'parseJson(string_value)["{field}"]', name
+    assert not any(p.startswith(given_dag + "/") and leaf(p).startswith(("resolve", "plan-inference", "infer"))
                    for p in tasks)
+    # kfp.local 2.17 hands a task in a ParallelFor the loop item in place of an enclosing loop's item (and of any
+    # upstream output): the inference shards read nothing of the evaluation's item, all of it is in their own
+    infers = [p for p in tasks if leaf(p) == "infer-shard"]
+    assert len(infers) == 1 and infers[0].count("/") == infer_dag.count("/") + 3
+    for value in tasks[infers[0]]["inputs"]["parameters"].values():
+        assert "plan-evaluations" not in str(value), value
     for path, task in tasks.items():
-        if path.split("/")[-1].startswith(("resolve-checkpoint", "check-regression", "evaluate")):
+        if leaf(path).startswith(("resolve-checkpoint", "plan-evaluations", "check-regression", "evaluate")):
             assert task["cachingOptions"] == {}, f"{path} reads the newest checkpoint or history"
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["max_drop"]["defaultValue"] == 1.0 and params["checkpoint"]["defaultValue"] == ""
     assert params["pred_root"]["defaultValue"] == "" and params["do_not_skip_first_last"]["defaultValue"] is False
+    assert params["benchmarks"]["defaultValue"] == [] and params["staged_val"]["defaultValue"] == ""
+    assert {k for k, v in params.items() if not v.get("isOptional")} == {"experiment_dir"}
     output = spec["root"]["dag"]["outputs"]["parameters"]["Output"]["valueFromParameter"]
     branches = spec["components"][tasks[output["producerSubtask"]]["componentRef"]["name"]]["dag"]["outputs"]
     assert "valueFromOneof" in branches["parameters"][output["outputParameterKey"]]

@@ -74,7 +74,8 @@ def test_recurring_evaluation_of_given_predictions(finetuned) -> None:
     before = {p.name for p in (workdir / "kfp").iterdir()}
     run = run_local("sav-evaluate", workdir, {"pred_root": pred}, demo=DemoSize())
     [new] = [p for p in (workdir / "kfp").iterdir() if p.name not in before]
-    assert not list(new.glob("infer*")) and not list(new.glob("resolve*")) and list(new.glob("evaluate*"))
+    # (the evaluate step runs inside the ParallelFor over the planned evaluations: for-loop-N-iteration-0/)
+    assert not list(new.rglob("infer*")) and not list(new.rglob("resolve*")) and list(new.rglob("evaluate*"))
     last = regression.load_history(params["experiment_dir"])[-1]
     assert last.checkpoint == pred and last.j_and_f == pytest.approx(scores["finetuned"]["J&F"])
     assert "(+0.00)" in run.output

@@ -93,3 +93,22 @@ def test_the_single_file_history_of_earlier_versions_is_still_read(store_root: s
     storage.write_text(rg.history_uri(exp), entry("old", 40.0).to_line() + "\n")
     rg.append_history(exp, rg.HistoryEntry(**{**entry("new", 41.0).__dict__, "finished_at": "2026-11-26T00:00:00Z"}))
     assert [e.run for e in rg.load_history(exp)] == ["old", "new"]
+
+
+def test_a_run_records_one_entry_per_benchmark_and_compares_within_each(store_root: str) -> None:
+    """sav-evaluate's ``benchmarks``: one object per (run, benchmark), a retry of either adds nothing, and a
+    benchmark's previous evaluation is its own, never another benchmark's on the same videos and protocol."""
+    exp = store_root + "/exp"
+
+    def named(run: str, jf: float, benchmark: str) -> rg.HistoryEntry:
+        return rg.HistoryEntry(**{**entry(run, jf).__dict__, "benchmark": benchmark})
+
+    assert rg.append_history(exp, named("r1", 50.0, "davis")) and rg.append_history(exp, named("r1", 80.0, "sav"))
+    assert rg.append_history(exp, entry("r1", 60.0))  # the single evaluation ("") of the same run
+    assert rg.append_history(exp, named("r1", 1.0, "sav")) is False
+    assert sorted((e.benchmark, e.j_and_f) for e in rg.load_history(exp)) == [("", 60.0), ("davis", 50.0),
+                                                                              ("sav", 80.0)]
+    v = rg.compare(named("r2", 79.5, "sav"), rg.load_history(exp), baseline=None, max_drop=1.0)
+    assert v.ok and v.previous.benchmark == "sav" and v.delta_previous == pytest.approx(-0.5)
+    alone = rg.compare(named("r2", 10.0, "mose"), rg.load_history(exp), baseline=None, max_drop=1.0)
+    assert alone.ok and alone.previous is None and "evaluation of mose" in alone.messages[0]

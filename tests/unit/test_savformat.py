@@ -181,3 +181,18 @@ def test_subsets() -> None:
     assert sf.subset_videos(["c", "a", "b"], ["b", "c"]) == ["b", "c"]
     with pytest.raises(sf.SavFormatError, match="1 listed videos not found: z"):
         sf.subset_videos(["a"], ["a", "z"], file="val.txt")
+
+
+def test_a_recorded_stride_is_how_the_masklet_is_read(sample_doc: dict) -> None:
+    """``savflow import`` records ``ann_every`` (DAVIS: every frame): stage, evaluate and the PNG writer then put
+    entry i on frame i * ann_every, and the length bound is the stride's; SA-V's own files (no key) stay at 4."""
+    doc = dict(sample_doc, masklet=sample_doc["masklet"][:10], video_frame_count=10, ann_every=1)
+    ann = sf.parse_manual_json(doc)
+    assert ann.ann_every == 1 and ann.annotated_frames == list(range(10))
+    frames = sorted({name.rsplit("/", 1)[-1] for name, _ in sf.manual_to_object_pngs(ann)})
+    assert frames == [f"{i:05d}.png" for i in range(10)]
+    assert _err(dict(doc, video_frame_count=9)).field == "masklet"  # 10 entries on every frame of 9 frames
+    assert sf.parse_manual_json(dict(doc, ann_every=8, video_frame_count=80)).annotated_frames[:3] == [0, 8, 16]
+    assert sf.parse_manual_json(sample_doc).ann_every == sf.ANN_EVERY
+    for unusable in (0, "1", True, None):  # not a stride: SA-V's
+        assert sf.parse_manual_json(dict(sample_doc, ann_every=unusable)).ann_every == sf.ANN_EVERY

@@ -10,7 +10,9 @@ Layouts, relative to a split root::
     annotations/{video}_manual.json                    SA-V train annotation (what sam2's JSONRawDataset reads)
 
 A ``*_manual.json`` holds ``masklet``: one list per annotated frame (every ``ANN_EVERY``-th frame of the 24 fps
-video) of per-object COCO RLE dicts, or ``null`` where the object is absent.
+video) of per-object COCO RLE dicts, or ``null`` where the object is absent. A file written by ``savflow import``
+says its own stride (``ann_every``, :data:`STRIDE_KEY`: DAVIS is annotated on every frame); the reader honours
+it, so that stage, evaluate and the mask writers put entry i on frame ``i * ann_every``, not ``i * 4``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 ANN_EVERY = 4
+STRIDE_KEY = "ann_every"
 FRAMES_DIR = "JPEGImages_24fps"
 MASKS_DIR = "Annotations_6fps"
 ANNOTATIONS_DIR = "annotations"
@@ -96,6 +99,7 @@ class ManualAnnotation:
     masklet_ids: list[int]
     size_buckets: list[str] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    ann_every: int = ANN_EVERY
 
     @property
     def num_objects(self) -> int:
@@ -103,8 +107,15 @@ class ManualAnnotation:
 
     @property
     def annotated_frames(self) -> list[int]:
-        """24 fps frame index of each entry of ``masklet``."""
-        return [i * ANN_EVERY for i in range(len(self.masklet))]
+        """Frame index of each entry of ``masklet`` (every ``ann_every``-th frame)."""
+        return [i * self.ann_every for i in range(len(self.masklet))]
+
+
+def recorded_stride(doc: Any) -> int | None:
+    """The annotation stride a ``*_manual.json`` says it was written with (``savflow import`` records it), or
+    None (SA-V's own files do not say; they are annotated every 4th frame)."""
+    value = doc.get(STRIDE_KEY) if isinstance(doc, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def _int_field(data: dict, key: str, file: str, video: str) -> int:
@@ -116,7 +127,8 @@ def _int_field(data: dict, key: str, file: str, video: str) -> int:
 
 
 def parse_manual_json(data: bytes | str | dict, *, file: str = "?") -> ManualAnnotation:
-    """Parse and validate a train ``*_manual.json`` (bytes, text or an already-loaded dict)."""
+    """Parse and validate a train ``*_manual.json`` (bytes, text or an already-loaded dict), read at the stride
+    it records (:func:`recorded_stride`), else SA-V's ``ANN_EVERY``."""
     if not isinstance(data, (bytes, str)):
         doc = data
     else:
@@ -136,11 +148,12 @@ def parse_manual_json(data: bytes | str | dict, *, file: str = "?") -> ManualAnn
     masklet = doc.get("masklet")
     if not isinstance(masklet, list) or not masklet:
         raise SavFormatError("must be a non-empty list of frames", file=file, video=video, field="masklet")
-    expected_frames = math.ceil(frame_count / ANN_EVERY)
+    stride = recorded_stride(doc) or ANN_EVERY
+    expected_frames = math.ceil(frame_count / stride)
     if len(masklet) > expected_frames:
         raise SavFormatError(
-            f"{len(masklet)} annotated frames, but a {frame_count}-frame video annotated every {ANN_EVERY}th "
-            f"frame has at most {expected_frames}", file=file, video=video, field="masklet")
+            f"{len(masklet)} annotated frames, but a {frame_count}-frame video annotated every {stride} frame(s) "
+            f"has at most {expected_frames}", file=file, video=video, field="masklet")
     num_objects = doc.get("masklet_num", len(masklet[0]) if isinstance(masklet[0], list) else None)
     if not isinstance(num_objects, int) or num_objects < 0:
         raise SavFormatError(f"bad object count {num_objects!r}", file=file, video=video, field="masklet_num")
@@ -168,7 +181,7 @@ def parse_manual_json(data: bytes | str | dict, *, file: str = "?") -> ManualAnn
     if buckets is not None and (not isinstance(buckets, list) or len(buckets) != num_objects):
         raise SavFormatError(f"must list {num_objects} buckets", file=file, video=video,
                              field="masklet_size_bucket")
-    return ManualAnnotation(video, frame_count, height, width, masklet, list(ids), buckets, doc)
+    return ManualAnnotation(video, frame_count, height, width, masklet, list(ids), buckets, doc, stride)
 
 
 def _check_rle(rle: Any, height: int, width: int, *, file: str, video: str, where: str) -> None:

@@ -1,13 +1,14 @@
 """Regression checks for recurring evaluations: compare a run's J&F with the previous run and a baseline.
 
-Each evaluation of an experiment is one object, ``{experiment_dir}/eval/history/{run}.json``, written
-create-only: evaluations that finish at the same moment (a schedule allowing concurrent runs) each add their
-own entry and none can lose another's, and a retried step keeps the first. (Earlier versions kept one
-``history.jsonl``; its lines are still read.) The recurring ``sav-evaluate`` pipeline compares the new score
-with the newest earlier *passing* evaluation of the same experiment *on the same videos under the same scoring
-protocol* (digests in each entry) and with an optional fixed baseline, and fails the run when J&F falls by more
-than ``max_drop`` points. A failing evaluation is recorded too (``passed: false``) but never becomes the
-reference, so a lasting regression keeps failing until it is fixed.
+Each evaluation of an experiment is one object, ``{experiment_dir}/eval/history/{run}.json`` (a run's evaluation
+of a named benchmark of ``sav-evaluate``'s ``benchmarks``: ``{run}.{benchmark}.json``), written create-only:
+evaluations that finish at the same moment (a schedule allowing concurrent runs) each add their own entry and
+none can lose another's, and a retried step keeps the first. (Earlier versions kept one ``history.jsonl``; its
+lines are still read.) The recurring ``sav-evaluate`` pipeline compares the new score with the newest earlier
+*passing* evaluation of the same experiment *of the same benchmark, on the same videos under the same scoring
+protocol* (the name and digests in each entry) and with an optional fixed baseline, and fails the run when J&F
+falls by more than ``max_drop`` points. A failing evaluation is recorded too (``passed: false``) but never
+becomes the reference, so a lasting regression keeps failing until it is fixed.
 """
 
 from __future__ import annotations
@@ -36,9 +37,13 @@ class HistoryEntry:
     passed: bool = True
     video_set: str = ""  # digest of the evaluated video ids ("" in entries from before it was recorded)
     protocol: str = ""  # digest of the scoring options
+    benchmark: str = ""  # the name of the sav-evaluate benchmark ("": the single evaluation, and fine-tunes)
 
     def to_line(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        if not fields["benchmark"]:  # as the entries of earlier versions, which their readers take
+            del fields["benchmark"]
+        return json.dumps(fields, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,11 @@ def parse_history(text: str, *, file: str = "?") -> list[HistoryEntry]:
 
 def compare(current: HistoryEntry, history: list[HistoryEntry], *, baseline: float | None,
             max_drop: float) -> Verdict:
-    """Compare ``current`` with the newest earlier passing entry of another run and with ``baseline`` (J&F x100)."""
+    """Compare ``current`` with the newest earlier passing entry of another run of the same benchmark, videos and
+    protocol, and with ``baseline`` (J&F x100)."""
     previous = next((e for e in reversed(history) if e.run != current.run and e.passed
-                     and (e.video_set, e.protocol) == (current.video_set, current.protocol)), None)
+                     and (e.benchmark, e.video_set, e.protocol)
+                     == (current.benchmark, current.video_set, current.protocol)), None)
     messages, ok = [], True
     delta_prev = delta_base = None
     if previous is not None:
@@ -82,7 +89,8 @@ def compare(current: HistoryEntry, history: list[HistoryEntry], *, baseline: flo
                             f"allowed {max_drop:.2f}")
     else:
         others = [e for e in history if e.run != current.run and e.passed]
-        messages.append("no previous passing evaluation of this experiment" + (
+        what = f" of {current.benchmark}" if current.benchmark else ""
+        messages.append(f"no previous passing evaluation{what} of this experiment" + (
             f" on the same videos and protocol ({len(others)} on others not compared)" if others else ""))
     if baseline is not None:
         delta_base = current.j_and_f - baseline
@@ -102,8 +110,9 @@ def history_uri(experiment_dir: str) -> str:
     return storage.join(experiment_dir, "eval", HISTORY_NAME)
 
 
-def entry_uri(experiment_dir: str, run: str) -> str:
-    return storage.join(experiment_dir, "eval", HISTORY_DIR, f"{check_name(run, what='run id')}.json")
+def entry_uri(experiment_dir: str, run: str, benchmark: str = "") -> str:
+    name = check_name(run, what="run id") + (f".{check_name(benchmark, what='benchmark name')}" if benchmark else "")
+    return storage.join(experiment_dir, "eval", HISTORY_DIR, f"{name}.json")
 
 
 def load_history(experiment_dir: str) -> list[HistoryEntry]:
@@ -122,16 +131,19 @@ def load_history(experiment_dir: str) -> list[HistoryEntry]:
         texts = list(pool.map(storage.read_text, uris))
     for uri, text in zip(uris, texts):
         entries += parse_history(text, file=uri)
-    unique = {e.run: e for e in reversed(entries)}  # a run recorded in both places counts once (its first)
-    return sorted(unique.values(), key=lambda e: (e.finished_at, e.run))
+    # a run's evaluation (of one benchmark) recorded in both places counts once (its first)
+    unique = {(e.run, e.benchmark): e for e in reversed(entries)}
+    return sorted(unique.values(), key=lambda e: (e.finished_at, e.run, e.benchmark))
 
 
 def append_history(experiment_dir: str, entry: HistoryEntry) -> bool:
-    """Record ``entry`` as its own object; False when its run is already recorded (a retried step)."""
-    if any(e.run == entry.run for e in load_history(experiment_dir)):
+    """Record ``entry`` as its own object; False when its run's evaluation of its benchmark is already recorded
+    (a retried step)."""
+    if any((e.run, e.benchmark) == (entry.run, entry.benchmark) for e in load_history(experiment_dir)):
         return False
     try:
-        storage.write_text(entry_uri(experiment_dir, entry.run), entry.to_line() + "\n", create_only=True)
+        storage.write_text(entry_uri(experiment_dir, entry.run, entry.benchmark), entry.to_line() + "\n",
+                           create_only=True)
     except storage.AlreadyExistsError:
         return False
     return True

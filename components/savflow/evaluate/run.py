@@ -122,16 +122,19 @@ def inference_protocol(pred_root: str, videos: list[str], preset: Benchmark | No
     return json.loads(seen.pop())
 
 
-def kfp_metrics(result: EvalResult) -> dict[str, float]:
-    """The KFP Metrics of an evaluation: J&F, J, F, the object count, and J&F per size bucket."""
+def kfp_metrics(result: EvalResult, label: str = "") -> dict[str, float]:
+    """The KFP Metrics of an evaluation: J&F, J, F, the object count, and J&F per size bucket; with a ``label``
+    (a benchmark's name) each name says it: ``J&F davis``, ``J&F davis small``."""
     total = result.global_scores
-    out = {"J&F": total.jf, "J": total.j, "F": total.f, "objects": float(total.objects)}
-    out.update({f"J&F {bucket}": scores.jf for bucket, scores in result.per_bucket().items()})
+    tag = f" {label}" if label else ""
+    out = {f"J&F{tag}": total.jf, f"J{tag}": total.j, f"F{tag}": total.f, f"objects{tag}": float(total.objects)}
+    out.update({f"J&F{tag} {bucket}": scores.jf for bucket, scores in result.per_bucket().items()})
     return out
 
 
-def history_entry(eval_output: str, *, run_id: str, checkpoint: str) -> regression.HistoryEntry:
-    """The history line of the evaluation whose metrics.json is under ``eval_output``."""
+def history_entry(eval_output: str, *, run_id: str, checkpoint: str, benchmark: str = "") -> regression.HistoryEntry:
+    """The history line of the evaluation whose metrics.json is under ``eval_output`` (of the named
+    ``benchmark`` of sav-evaluate's list, "" for the single evaluation)."""
     import hashlib
 
     scores: dict[str, Any] = json.loads(storage.read_text(storage.join(eval_output, "metrics.json")))
@@ -141,16 +144,17 @@ def history_entry(eval_output: str, *, run_id: str, checkpoint: str) -> regressi
         run=run_id, checkpoint=checkpoint, j_and_f=scores["J&F"], j=scores["J"], f=scores["F"],
         num_videos=scores["num_videos"], num_objects=scores["num_objects"],
         finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
-        video_set=scores.get("video_set", ""), protocol=hashlib.sha256(protocol.encode()).hexdigest()[:16])
+        video_set=scores.get("video_set", ""), protocol=hashlib.sha256(protocol.encode()).hexdigest()[:16],
+        benchmark=benchmark)
 
 
 def check_and_record(experiment_dir: str, eval_output: str, *, run_id: str, checkpoint: str, max_drop: float,
-                     baseline: float | None) -> regression.Verdict:
-    """Compare this evaluation with the experiment's history and ``baseline``, then append it (with the
-    verdict) to the history."""
+                     baseline: float | None, benchmark: str = "") -> regression.Verdict:
+    """Compare this evaluation with the experiment's history (of the same ``benchmark``) and ``baseline``, then
+    append it (with the verdict) to the history."""
     import dataclasses
 
-    entry = history_entry(eval_output, run_id=run_id, checkpoint=checkpoint)
+    entry = history_entry(eval_output, run_id=run_id, checkpoint=checkpoint, benchmark=benchmark)
     verdict = regression.compare(entry, regression.load_history(experiment_dir), baseline=baseline,
                                  max_drop=max_drop)
     regression.append_history(experiment_dir, dataclasses.replace(entry, passed=verdict.ok))

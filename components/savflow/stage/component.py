@@ -8,11 +8,13 @@ from savflow.common.deployment import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def shard_indices(num_shards: int) -> List[int]:
-    """0..num_shards-1, the items of a ParallelFor over staging shards."""
+def shard_items(num_shards: int, video_list: str = "") -> List[dict]:
+    """The items of a ParallelFor over staging shards: ``{"shard": k, "video_list": video_list}`` for k in
+    0..num_shards-1. The list (an upstream task's output: the validated videos) travels in the item because
+    kfp.local 2.17 hands a task inside a ParallelFor the loop item in place of any other task's output."""
     if num_shards < 1:
         raise ValueError(f"num_shards must be at least 1, got {num_shards}")
-    return list(range(num_shards))
+    return [{"shard": k, "video_list": video_list} for k in range(num_shards)]
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)

@@ -256,13 +256,35 @@ class TrainVideos(VideoStager):
 
 class ValVideos(VideoStager):
     """A val/test split: its JPEGs and per-object PNGs copied byte for byte (every ``sample_rate``-th frame,
-    all masks), after checking that the video's files are consistent."""
+    all masks), after checking that the video's files are consistent. A video with an annotation (an imported
+    split, :mod:`savflow.stage.raw_split`) gets it copied too, after the checks the train split's get, and may
+    then have no masks (it is training data only)."""
 
     def _fetch(self, video: str) -> None:
         return None
 
     def build(self, video: str, fetched: Fetched | None) -> Built:
         return self._build_val(video)
+
+    def _annotation(self, video: str) -> tuple[str, bytes] | None:
+        """The video's annotation to copy (None when it has none), checked as a train annotation is, and
+        refused when the sample rate would drop annotated frames: sam2 trains only on frames that are both
+        annotated and staged."""
+        if video not in self.source.annotations:
+            return None
+        uri = self.source.annotation_uri(video)
+        try:
+            data = storage.read_bytes(uri)
+            ann = savformat.parse_manual_json(data, file=uri)
+        except (storage.StorageError, savformat.SavFormatError) as exc:
+            raise VideoFailed("annotation", str(exc)) from exc
+        if ann.video_id != video:
+            raise VideoFailed("annotation", f"{uri}: video_id {ann.video_id!r} does not match the file name")
+        if ann.ann_every % self.sample_rate:
+            raise VideoFailed("layout", f"{uri}: annotated every {ann.ann_every} frame(s); sample rate "
+                                        f"{self.sample_rate} would drop annotated frames (use a sample rate "
+                                        f"that divides {ann.ann_every})")
+        return savformat.annotation_path(video), data
 
     def _val_files(self, video: str) -> list[str]:
         """The relative paths to copy, after checking that the video's files are consistent."""
@@ -274,7 +296,7 @@ class ValVideos(VideoStager):
         masks = src.masks.get(video, {})
         if not frames:
             raise VideoFailed("layout", f"{frames_root}: no frames")
-        if not masks:
+        if not masks and video not in src.annotations:
             raise VideoFailed("layout", f"{storage.join(src.root, savformat.MASKS_DIR, video)}: no masks")
         if frames != list(range(len(frames))):
             gap = next(i for i, f in enumerate(frames) if f != i)
@@ -308,10 +330,13 @@ class ValVideos(VideoStager):
         return name, data
 
     def _build_val(self, video: str) -> Built:
+        annotation = self._annotation(video)  # first: its stride explains a sample rate that drops masks
         names = self._val_files(video)
         writer = self._writer(video)
         written = 0
         try:
+            if annotation is not None:
+                writer.add(*annotation)
             copied = ordered_map(self.io, self._read_checked, names, 2 * self.io_workers)
             try:
                 for name, data in copied:
@@ -326,8 +351,8 @@ class ValVideos(VideoStager):
             raise
         self.frames_decoded += written
         return Built(writer, {"split": "val", "frame_count": len(self.source.frames[video]),
-                               "frames_written": written, "objects": sorted(self.source.masks[video]),
-                               "masks": True,
+                               "frames_written": written, "objects": sorted(self.source.masks.get(video, {})),
+                               "masks": video in self.source.masks, "annotation": annotation is not None,
                                "source": storage.join(self.source.root, savformat.FRAMES_DIR, video)}, written)
 
 

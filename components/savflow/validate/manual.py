@@ -16,7 +16,8 @@ from typing import Any
 from savflow.common import savformat
 
 FPS_KEY = "video_fps"
-STRIDE_KEY = "ann_every"
+STRIDE_KEY = savformat.STRIDE_KEY
+recorded_stride = savformat.recorded_stride  # the reader honours it too; re-exported for the checks
 # where savflow's training configs (and sam2's MOSE recipe they follow) declare their JSONRawDataset
 VIDEO_DATASET_PATH = "trainer.data.train.datasets.0.dataset.datasets.0.video_dataset"
 
@@ -27,13 +28,6 @@ def train_overrides(ann_every: int, fps: float, path: str = VIDEO_DATASET_PATH) 
     so a dataset annotated on every frame is otherwise read as every 4th. ``frames_fps`` matters to sam2 only for
     a JSON with an ``fps`` key (which we never write); it is set so that the config says what the data is."""
     return [f"++{path}.ann_every={int(ann_every)}", f"++{path}.frames_fps={max(1, round(fps))}"]
-
-
-def recorded_stride(doc: Any) -> int | None:
-    """The annotation stride a ``*_manual.json`` says it was written with (``savflow import`` records it), or
-    None (SA-V's own files do not say; they are annotated every 4th frame)."""
-    value = doc.get(STRIDE_KEY) if isinstance(doc, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def parse_annotation(doc: dict | bytes | str, *, file: str, ann_every: int) -> savformat.ManualAnnotation:
@@ -56,7 +50,7 @@ def parse_annotation(doc: dict | bytes | str, *, file: str, ann_every: int) -> s
             f"has at most {most}", file=file, video=str(doc.get("video_id", "?")), field="masklet")
     relaxed = {**doc, "video_frame_count": max(int(count), len(masklet) * savformat.ANN_EVERY)}
     ann = savformat.parse_manual_json(relaxed, file=file)
-    return dataclasses.replace(ann, frame_count=int(count), raw=doc)
+    return dataclasses.replace(ann, frame_count=int(count), raw=doc, ann_every=ann_every)
 
 
 def _load(data: bytes | str, file: str) -> Any:

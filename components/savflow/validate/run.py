@@ -89,18 +89,26 @@ def write_valid_list(report: Report, uri: str | None = None) -> str:
 
 
 def validate_step(train: str, config: str, overrides: Sequence[str] = (), *, video_list: str = "",
-                  stage_sample_rate: int = 1, drop_invalid: bool = False, probe_videos: bool = False) -> str:
-    """The pipeline step: validate, print the findings, and return the video list to go on with (``video_list``,
-    or with ``drop_invalid`` the valid videos' list, written next to the data); raise when the run should stop.
-    mp4s are not opened unless ``probe_videos``: in a bucket that downloads every one, which staging does next
-    anyway (and checks their size and frame count as it decodes)."""
+                  stage_sample_rate: int = 1, drop_invalid: bool = False, probe_videos: bool = False,
+                  valid_list: str = "", report: str = "") -> str:
+    """The pipeline step: validate, print the findings, and return the video list to go on with; raise when the
+    run should stop. With ``valid_list`` (a URI) that is the list of the videos that passed, written there
+    whether or not any was dropped, so that staging and training take exactly the videos that were checked (not
+    ones added to the split since); without it, ``video_list``, or with ``drop_invalid`` the
+    valid videos' list written next to the data. ``report`` (a URI) also gets the findings as JSON, failing or
+    not. mp4s are not opened unless ``probe_videos``: in a bucket that downloads every one, which staging does
+    next anyway (and checks their size and frame count as it decodes)."""
     from savflow.common.videolists import read_video_list
     from savflow.validate.needs import read_needs
 
-    report = validate_split(train, read_needs(config, overrides), videos=read_video_list(video_list),
-                            stage_sample_rate=stage_sample_rate, probe_videos=probe_videos)
-    print("\n".join(report.lines()))
-    if report.exit_code(drop_invalid):
-        raise RuntimeError(f"{train}: {len(report.invalid)} of {len(report.videos)} training videos are invalid for "
-                           f"{config}{' (or the config is)' if report.config_errors else ''}; see the log above")
-    return write_valid_list(report) if drop_invalid else video_list
+    found = validate_split(train, read_needs(config, overrides), videos=read_video_list(video_list),
+                           stage_sample_rate=stage_sample_rate, probe_videos=probe_videos)
+    print("\n".join(found.lines()))
+    if report:
+        storage.write_text(report, found.to_json())
+    if found.exit_code(drop_invalid):
+        raise RuntimeError(f"{train}: {len(found.invalid)} of {len(found.videos)} training videos are invalid for "
+                           f"{config}{' (or the config is)' if found.config_errors else ''}; see the log above")
+    if valid_list:
+        return write_valid_list(found, valid_list)
+    return write_valid_list(found) if drop_invalid else video_list
