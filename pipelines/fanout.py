@@ -27,16 +27,17 @@ def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, fra
                        score_thresh, do_not_skip_first_last, node_selector, tolerations, title: str,
                        after=()) -> dsl.PipelineTask:
     """Add the fan-out over ``num_shards`` shards and the evaluation; returns the evaluate task."""
+    # pred_root in the items: it is built from a run_folder task's output, which kfp.local would replace by
+    # the loop item inside the ParallelFor (plan_inference_shards says why)
     plan = plan_inference_shards(frames=frames, masks=masks, num_shards=num_shards, checkpoint=checkpoint,
-                                 video_list=video_list)
+                                 video_list=video_list, output=pred_root)
     ts.uncached(ts.image(plan, image))
     ts.name(plan, f"plan shards ({title})")
     for task in after:
         plan.after(task)
     infer = _infer_shards(ts, plan, image=image, model_config=model_config, use_all_masks=use_all_masks,
                           track_later_objects=track_later_objects, device=device, score_thresh=score_thresh,
-                          node_selector=node_selector, tolerations=tolerations, title=title,
-                          paths=dict(frames=frames, masks=masks, output=pred_root))
+                          node_selector=node_selector, tolerations=tolerations, title=title, paths={})
     scores = evaluate_predictions(ts, image=image, frames=frames, masks=masks, annotations_root=annotations_root,
                                   pred_root=pred_root, eval_root=eval_root, video_list=video_list,
                                   do_not_skip_first_last=do_not_skip_first_last, title=title)
