@@ -108,4 +108,6 @@ def test_the_cronworkflow_evaluates_the_newest_checkpoint(tmp_path: Path) -> Non
     _run_template(templates["evaluate"], values, tmp_path)
     metrics = json.loads(storage.read_text(f"{exp}/eval/{values['workflow.name']}/metrics.json"))
     assert metrics["num_videos"] == 2 and 0.0 <= metrics["J&F"] <= 100.0
-    assert metrics["protocol"] == {"skip_first_last": True}  # --do-not-skip-first-last=false, as Argo substitutes it
+    assert metrics["protocol"]["skip_first_last"] is True  # --do-not-skip-first-last=false, as Argo substitutes it
+    # the infer steps' options, read from their markers (the regression check compares like with like)
+    assert set(metrics["protocol"]["inference"]) == {"use_all_masks", "track_later_objects", "score_thresh"}
