@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a pipeline parameter (repeatable); see the README's parameter table")
     parser.add_argument("--params-file", help="YAML file of pipeline parameters (--param wins)")
+    parser.add_argument("--verbose", action="store_true", dest="full_stream",
+                        help="print everything kfp.local and the tasks print (default: a line per task here, "
+                             "their output in {workdir}/logs/)")
     parser.add_argument("--no-demo", action="store_true",
                         help="do not generate demo data; every required parameter must then be given")
     own = parser.add_argument_group("your own videos (instead of the demo's)")
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     size = None if args.no_demo or data else DemoSize(train_videos=args.train_videos, val_videos=args.val_videos,
                                                       frames=args.frames, epochs=args.epochs, seed=args.seed)
     try:
-        result = run_local(args.pipeline, args.workdir, params, demo=size, data=data)
+        result = run_local(args.pipeline, args.workdir, params, demo=size, data=data,
+                           verbose=args.full_stream or args.verbose)
     except (ValueError, FileNotFoundError) as exc:
         print(f"savflow run-local: error: {exc}", file=sys.stderr)
         return 2

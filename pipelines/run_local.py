@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -38,7 +39,7 @@ class DemoSize:
     frames: int = 48
     objects: int = 2
     epochs: int = 10
-    seed: int = 0
+    seed: int = 1  # seeds 0, 1, 2 measured: +4.0, +17.1, +22.8 J&F points (README, The local run)
 
 
 DEMO_MARKER = "demo.json"
@@ -128,14 +129,15 @@ def required_params(name: str) -> list[str]:
     return [k for k, v in doc["root"]["inputDefinitions"]["parameters"].items() if not v.get("isOptional")]
 
 
-def run_pipeline(name: str, params: dict[str, Any], pipeline_root: Path) -> Any:
+def run_pipeline(name: str, params: dict[str, Any], pipeline_root: Path, log_dir: Path | None = None) -> Any:
     """Run the named pipeline, built without cluster settings, with ``kfp.local``'s subprocess runner in this
-    Python environment."""
+    Python environment. With ``log_dir``, what kfp.local and the tasks print goes to a log file per task there
+    and the console shows a line per task (:mod:`savflow.pipelines.local_console`); else all of it to stdout."""
     import importlib
 
     from kfp import local
 
-    from savflow.pipelines.compile import PIPELINES
+    from savflow.pipelines.compile import COMPILED_DIR, PIPELINES
 
     # kfp.local runs the iterations of a ParallelFor at the same time; one thread each keeps two inference
     # shards from fighting over the cores (torch would start one thread per core in each). The training step's
@@ -147,7 +149,20 @@ def run_pipeline(name: str, params: dict[str, Any], pipeline_root: Path) -> Any:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
     module = importlib.import_module(PIPELINES[name][0])
-    return module.build(cluster=False)(**params)
+    pipeline = module.build(cluster=False)
+    if log_dir is None:
+        return pipeline(**params)
+    from savflow.pipelines.local_console import LocalConsole, planned_tasks, routed
+
+    spec = next(yaml.safe_load_all((COMPILED_DIR / f"{name}.yaml").read_text()))  # the same tasks as built here
+    total = planned_tasks(spec, params)
+    print(f"{name}: {total} tasks; their output: {log_dir}/ (run-local --verbose shows it all here)", flush=True)
+    console = LocalConsole(log_dir, sys.stdout, total=total)
+    try:
+        with routed(console):
+            return pipeline(**params)
+    finally:
+        console.close()
 
 
 def eval_dirs(experiment_dir: str, since: float) -> list[str]:
@@ -186,9 +201,10 @@ class LocalRun:
 
 
 def run_local(name: str, workdir: Path, params: dict[str, Any], *, demo: DemoSize | None,
-              data: OwnData | None = None) -> LocalRun:
+              data: OwnData | None = None, verbose: bool = False) -> LocalRun:
     """Run ``name`` locally; with ``demo`` (or ``data``: your own videos) the demo parameters are the base that
-    ``params`` override, except ``train_overrides``, which come after the import's (its stride must stay)."""
+    ``params`` override, except ``train_overrides``, which come after the import's (its stride must stay).
+    The tasks' output goes to ``{workdir}/logs/{time}/``, or with ``verbose`` to stdout."""
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -204,6 +220,7 @@ def run_local(name: str, workdir: Path, params: dict[str, Any], *, demo: DemoSiz
     if missing:
         raise ValueError(f"{name} needs the parameter(s) {', '.join(missing)} (--param KEY=VALUE)")
     pipeline_root = workdir / "kfp"
-    log.info("running %s locally with %s", name, json.dumps(merged, sort_keys=True))
-    result = run_pipeline(name, merged, pipeline_root)
+    log.debug("running %s locally with %s", name, json.dumps(merged, sort_keys=True))
+    log_dir = None if verbose else workdir / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    result = run_pipeline(name, merged, pipeline_root, log_dir)
     return LocalRun(result.output, summarize(name, merged["experiment_dir"], pipeline_root, started), merged)

@@ -36,7 +36,7 @@ def davis(tmp_path_factory) -> Path:
     return root
 
 
-def test_an_invalid_training_video_stops_the_run_before_staging(davis: Path, tmp_path: Path) -> None:
+def test_an_invalid_training_video_stops_the_run_before_staging(davis: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(RuntimeError, match="validate-train"):
         run_local("sav-finetune", tmp_path, {}, demo=None, data=OwnData(str(davis), "davis", holdout=1, epochs=1))
     tasks = {p.name for run in (tmp_path / "kfp").iterdir() for p in run.iterdir()}
@@ -44,6 +44,11 @@ def test_an_invalid_training_video_stops_the_run_before_staging(davis: Path, tmp
     [report] = (tmp_path / "exp" / "data" / "validate").glob("*/report.json")
     assert json.loads(report.read_text())["invalid"] == SHORT.video_ids()
     assert not list((tmp_path / "staged").rglob("*.jpg")), "preflight probes the folder; nothing is staged"
+    # the console (issue 15.1): the failing task, its last lines, the path of its whole log
+    out = capsys.readouterr().out
+    assert "validate-train: FAILURE after" in out and "the whole log: " in out, out
+    [log] = (tmp_path / "logs").glob("*/*-validate-train.log")
+    assert f"the whole log: {log}" in out
 
 
 def test_own_videos_fine_tune_and_evaluate(davis: Path, tmp_path: Path, capsys) -> None:
@@ -54,6 +59,11 @@ def test_own_videos_fine_tune_and_evaluate(davis: Path, tmp_path: Path, capsys) 
     assert cli_run(build_parser(declare={"run-local"}).parse_args(args)) == 0
     out = capsys.readouterr().out
     assert "sav-finetune finished" in out and "finetuned  J&F" in out, out
+    # the console (issue 15.1): a line per task start and end and the long tasks' progress, not their output
+    assert "train: done in" in out and "tasks  validate-train: started" in out, out
+    assert len(out.splitlines()) < 120 and "Train Epoch" not in out, out
+    [logs] = (tmp_path / "logs").iterdir()
+    assert any("Train Epoch" in p.read_text() for p in logs.glob("*-train.log"))
     exp = str(tmp_path / "exp" / "data")
     scores = {d.rsplit("/", 1)[-1]: json.loads(storage.read_text(storage.join(d, "metrics.json")))
               for d in eval_dirs(exp, 0)}
