@@ -56,6 +56,19 @@ class Built:
     frames_written: int
 
 
+def read_annotation(uri: str, video: str) -> tuple[bytes, savformat.ManualAnnotation]:
+    """The bytes and the parsed ``{video}_manual.json`` at ``uri``; a :class:`VideoFailed` (stage
+    ``annotation``) when it cannot be read, is not one, or names another video."""
+    try:
+        data = storage.read_bytes(uri)
+        ann = savformat.parse_manual_json(data, file=uri)
+    except (storage.StorageError, savformat.SavFormatError) as exc:
+        raise VideoFailed("annotation", str(exc)) from exc
+    if ann.video_id != video:
+        raise VideoFailed("annotation", f"{uri}: video_id {ann.video_id!r} does not match the file name")
+    return data, ann
+
+
 class VideoStager(abc.ABC):
     """Stages single videos of one source into one destination, in three phases per video so that a shard
     overlaps them (:mod:`savflow.stage.overlap`): ``fetch`` (download inputs) for the next video and
@@ -157,17 +170,9 @@ class TrainVideos(VideoStager):
                 fetched.mp4.unlink(missing_ok=True)
 
     def _read_annotation(self, video: str) -> tuple[bytes, savformat.ManualAnnotation]:
-        uri = self.source.annotation_uri(video)
         if video not in self.source.annotations:
-            raise VideoFailed("annotation", f"{uri}: missing")
-        try:
-            data = storage.read_bytes(uri)
-            ann = savformat.parse_manual_json(data, file=uri)
-        except (storage.StorageError, savformat.SavFormatError) as exc:
-            raise VideoFailed("annotation", str(exc)) from exc
-        if ann.video_id != video:
-            raise VideoFailed("annotation", f"{uri}: video_id {ann.video_id!r} does not match the file name")
-        return data, ann
+            raise VideoFailed("annotation", f"{self.source.annotation_uri(video)}: missing")
+        return read_annotation(self.source.annotation_uri(video), video)
 
     def _local_mp4(self, video: str) -> tuple[Path, bool]:
         """The mp4 as a local file, and whether it is a scratch copy to delete afterwards."""
@@ -273,13 +278,7 @@ class ValVideos(VideoStager):
         if video not in self.source.annotations:
             return None
         uri = self.source.annotation_uri(video)
-        try:
-            data = storage.read_bytes(uri)
-            ann = savformat.parse_manual_json(data, file=uri)
-        except (storage.StorageError, savformat.SavFormatError) as exc:
-            raise VideoFailed("annotation", str(exc)) from exc
-        if ann.video_id != video:
-            raise VideoFailed("annotation", f"{uri}: video_id {ann.video_id!r} does not match the file name")
+        data, ann = read_annotation(uri, video)
         if ann.ann_every % self.sample_rate:
             raise VideoFailed("layout", f"{uri}: annotated every {ann.ann_every} frame(s); sample rate "
                                         f"{self.sample_rate} would drop annotated frames (use a sample rate "
