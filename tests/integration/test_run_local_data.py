@@ -16,6 +16,7 @@ import pytest
 from savflow.common import storage
 from savflow.common.demo_data import SyntheticSpec
 from savflow.importers import samples
+from savflow.pipelines.cli import main as savflow_main
 from savflow.pipelines.local_cli import run as cli_run
 from savflow.pipelines.run_local import eval_dirs, run_local
 from savflow.pipelines.local_data import OwnData
@@ -78,3 +79,13 @@ def test_own_videos_fine_tune_and_evaluate(davis: Path, tmp_path: Path, capsys) 
     assert (tmp_path / "staged" / "val" / "file_list.txt").read_text().split() == held_out
     metrics = json.loads((tmp_path / "exp" / "data" / "train_metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["steps"] == 2 * 4  # 2 videos x multiplier 4 x 1 epoch
+    # the fine-tuned predictions scored under the DAVIS preset (issue 14's end-to-end run): the pipeline's
+    # prompting is DAVIS's (first-frame masks, no later objects), so the preset accepts them and records itself
+    [finetuned] = [d for d in eval_dirs(exp, 0) if d.endswith("/finetuned")]
+    gt, pred = str(tmp_path / "staged" / "val" / "Annotations_6fps"), storage.join(finetuned, "pred")
+    davis_out = tmp_path / "davis-eval"
+    assert savflow_main(["evaluate", "--gt-root", gt, "--pred-root", pred, "--output", str(davis_out),
+                         "--benchmark", "davis", "--workers", "1", "--quiet"]) == 0
+    davis_scores = json.loads((davis_out / "metrics.json").read_text())
+    assert davis_scores["benchmark"] == "davis" and davis_scores["protocol"]["inference"]["track_later_objects"] is False
+    assert davis_scores["J&F"] == pytest.approx(scores["finetuned"]["J&F"])

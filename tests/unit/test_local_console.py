@@ -98,16 +98,16 @@ def test_routed_takes_the_root_logger_along_and_gives_it_back(tmp_path: Path) ->
     handler = logging.StreamHandler(sys.stderr)  # as logging.basicConfig makes it
     original = handler.stream
     root = logging.getLogger()
-    root.addHandler(handler)
+    others, root.handlers = root.handlers, [handler]  # only the handler a CLI run has
     try:
         console = LocalConsole(tmp_path, screen, total=1)
         with routed(console):
             logging.getLogger("kfp.local").warning("selector applied")
-            print("between tasks")
+            sys.stdout.write("between tasks\n")
             assert sys.stdout is console
         console.close()
         assert sys.stdout is not console and handler.stream is original
     finally:
-        root.removeHandler(handler)
+        root.handlers = others
     assert screen.getvalue() == ""
     assert (tmp_path / "pipeline.log").read_text() == "selector applied\nbetween tasks\n"

@@ -47,7 +47,7 @@ def test_parameters_of_an_imported_folder(davis: Path, tmp_path: Path, no_weight
     """The import is both raw splits; the lists choose the videos; the import's stride goes to training (first,
     the user's overrides after it) and every frame is staged; the pipeline runs with what it is given."""
     ran = {}
-    monkeypatch.setattr(run_local, "run_pipeline", lambda name, params, root: ran.update(params) or
+    monkeypatch.setattr(run_local, "run_pipeline", lambda name, params, root, log_dir=None: ran.update(params) or
                         SimpleNamespace(output=0.0))
     work = tmp_path / "work"
     run = run_local.run_local("sav-finetune", work, {"train_overrides": ["scratch.base_lr=1e-4"]}, demo=None,
