@@ -9,6 +9,7 @@ with exact masks), the tiny SAM 2.1 config, and a seeded random-initialisation s
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -137,7 +138,7 @@ def run_pipeline(name: str, params: dict[str, Any], pipeline_root: Path, log_dir
 
     from kfp import local
 
-    from savflow.pipelines.compile import COMPILED_DIR, PIPELINES
+    from savflow.pipelines.compile import PIPELINES
 
     # kfp.local runs the iterations of a ParallelFor at the same time; one thread each keeps two inference
     # shards from fighting over the cores (torch would start one thread per core in each). The training step's
@@ -150,6 +151,19 @@ def run_pipeline(name: str, params: dict[str, Any], pipeline_root: Path, log_dir
                raise_on_error=True)
     module = importlib.import_module(PIPELINES[name][0])
     pipeline = module.build(cluster=False)
+    # kfp.local indents a task's output by swapping builtins.print in and out (logging_utils.indented_print);
+    # from tasks running in parallel threads the swaps interleave and an indenting print is left behind
+    print_before = builtins.print
+    try:
+        return _run(pipeline, name, params, log_dir)
+    finally:
+        builtins.print = print_before
+
+
+def _run(pipeline: Any, name: str, params: dict[str, Any], log_dir: Path | None) -> Any:
+    """Call ``pipeline`` with ``params``, its output routed to ``log_dir`` (see :func:`run_pipeline`)."""
+    from savflow.pipelines.compile import COMPILED_DIR
+
     if log_dir is None:
         return pipeline(**params)
     from savflow.pipelines.local_console import LocalConsole, planned_tasks, routed

@@ -60,6 +60,7 @@ def test_own_videos_fine_tune_and_evaluate(davis: Path, tmp_path: Path, capsys) 
     assert cli_run(build_parser(declare={"run-local"}).parse_args(args)) == 0
     out = capsys.readouterr().out
     assert "sav-finetune finished" in out and "finetuned  J&F" in out, out
+    assert any(line.startswith("sav-finetune finished") for line in out.splitlines()), "kfp.local's print left"
     # the console (issue 15.1): a line per task start and end and the long tasks' progress, not their output
     assert "train: done in" in out and "tasks  validate-train: started" in out, out
     assert len(out.splitlines()) < 120 and "Train Epoch" not in out, out
