@@ -95,23 +95,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     from savflow.common import storage
+    from savflow.common.command import run_step
     from savflow.common.savformat import SavFormatError
     from savflow.common.videolists import read_video_list
     from savflow.importers.run import import_dataset
     from savflow.importers.source import SourceError
 
-    try:
-        result = import_dataset(args.format, args.source, args.dest, videos=read_video_list(args.video_list),
-                                fps=args.fps, ann_every=args.ann_every, val=not args.no_val, mp4=args.mp4,
-                                jpeg_quality=args.jpeg_quality, workers=args.workers, resolution=args.resolution,
-                                scratch=args.scratch)
-    except (SourceError, SavFormatError, ValueError, storage.StorageError) as exc:
-        print(f"savflow import: error: {exc}", file=sys.stderr)
-        return 2
-    for problem in result.problems:
-        print(f"failed: {problem}", file=sys.stderr)
-    print(result.summary())
-    return result.exit_code
+    return run_step(
+        "import",
+        lambda: import_dataset(args.format, args.source, args.dest, videos=read_video_list(args.video_list),
+                               fps=args.fps, ann_every=args.ann_every, val=not args.no_val, mp4=args.mp4,
+                               jpeg_quality=args.jpeg_quality, workers=args.workers, resolution=args.resolution,
+                               scratch=args.scratch),
+        (SourceError, SavFormatError, ValueError, storage.StorageError),
+        lambda result: (result.problems, result.summary(), result.exit_code))
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -93,6 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_infer(args: argparse.Namespace) -> int:
     from savflow.common import storage
+    from savflow.common.command import run_step
     from savflow.common.benchmarks import benchmark
     from savflow.common.videolists import read_video_list
     from savflow.infer.infer import infer
@@ -101,22 +102,19 @@ def run_infer(args: argparse.Namespace) -> int:
     for option in ("use_all_masks", "track_later_objects"):
         if getattr(args, option) is None:
             setattr(args, option, prompting.get(option, False))
-    try:
-        result = infer(
+    return run_step(
+        "infer",
+        lambda: infer(
             checkpoint=args.checkpoint, model_config=args.model_config, frames=args.frames, masks=args.masks,
             output=args.output, videos=read_video_list(args.video_list), shard=args.shard,
             num_shards=args.num_shards, use_all_masks=args.use_all_masks,
             track_later_objects=args.track_later_objects, device=args.device, compile=args.compile,
             max_failures=args.max_failures, apply_postprocessing=args.apply_postprocessing, workers=args.workers,
             overwrite=args.overwrite,
-            **({} if args.score_thresh is None else {"score_thresh": args.score_thresh}))
-    except (storage.StorageError, ValueError, RuntimeError) as exc:
-        print(f"savflow infer: error: {exc}", file=sys.stderr)
-        return 2
-    for failure in result.report.failures:
-        print(f"failed: {failure.video}: {failure.stage}: {failure.reason}", file=sys.stderr)
-    print(f"{result.report.summary()}; report: {result.report_uri}")
-    return result.exit_code
+            **({} if args.score_thresh is None else {"score_thresh": args.score_thresh})),
+        (storage.StorageError, ValueError, RuntimeError),
+        lambda result: ([f"{f.video}: {f.stage}: {f.reason}" for f in result.report.failures],
+                        f"{result.report.summary()}; report: {result.report_uri}", result.exit_code))
 
 
 def run_plan_shards(args: argparse.Namespace) -> int:

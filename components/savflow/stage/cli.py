@@ -79,22 +79,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_stage(args: argparse.Namespace) -> int:
     from savflow.common import storage
+    from savflow.common.command import run_step
     from savflow.common.videolists import read_video_list
     from savflow.stage.raw_split import SourceError
     from savflow.stage.stage import stage
 
-    try:
-        result = stage(args.source, args.dest, read_video_list(args.video_list), shard=args.shard,
-                       num_shards=args.num_shards, sample_rate=args.sample_rate, jpeg_quality=args.jpeg_quality,
-                       workers=args.workers, layout=args.layout, max_failures=args.max_failures,
-                       scratch=args.scratch, progress=not args.no_progress, masks=args.masks)
-    except (ValueError, SourceError, storage.StorageError) as exc:
-        print(f"savflow stage: error: {exc}", file=sys.stderr)
-        return 2
-    for failure in result.failures:
-        print(f"failed: {failure.video}: {failure.stage}: {failure.reason}", file=sys.stderr)
-    print(result.summary())
-    return result.exit_code
+    return run_step(
+        "stage",
+        lambda: stage(args.source, args.dest, read_video_list(args.video_list), shard=args.shard,
+                      num_shards=args.num_shards, sample_rate=args.sample_rate, jpeg_quality=args.jpeg_quality,
+                      workers=args.workers, layout=args.layout, max_failures=args.max_failures,
+                      scratch=args.scratch, progress=not args.no_progress, masks=args.masks),
+        (ValueError, SourceError, storage.StorageError),
+        lambda result: ([f"{f.video}: {f.stage}: {f.reason}" for f in result.failures], result.summary(),
+                        result.exit_code))
 
 
 def run_materialize(args: argparse.Namespace) -> int:
