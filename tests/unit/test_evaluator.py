@@ -91,6 +91,28 @@ def test_agrees_with_reference(tmp_path: Path, layout: str, skip: bool) -> None:
     assert all(len(o.frames) <= (5 if skip else 7) for o in result.objects)
 
 
+def test_recurring_empty_masks_are_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Absent objects' frames are one empty PNG written again and again: decoded once per video, scored as the
+    reference scores them; masks with pixels are decoded (and checked for one object) every time."""
+    from savflow.evaluate import evaluator
+
+    decoded: list[int] = []
+    decode = evaluator.decode_mask
+    monkeypatch.setattr(evaluator, "decode_mask", lambda data, **kw: decoded.append(len(data)) or decode(data, **kw))
+    rng = np.random.default_rng(3)
+    gt, pred = _random_video(rng, num_objects=2, num_frames=9)
+    gt[0, :4] = False  # object 0 absent at first, and predicted absent there
+    pred[0, :4] = False
+    _write_objects_layout(tmp_path / "gt", "vid", gt)
+    _write_objects_layout(tmp_path / "pred", "vid", pred)
+    result = evaluate(str(tmp_path / "gt"), str(tmp_path / "pred"), num_workers=1)
+    _assert_same(result, reference_jf.evaluate(str(tmp_path / "gt"), str(tmp_path / "pred"), ["vid"], True))
+    evaluated = np.concatenate([gt[:, 1:-1], pred[:, 1:-1]])
+    empty = ~evaluated.any(axis=(2, 3))
+    assert empty.sum() >= 6
+    assert len(decoded) == (~empty).sum() + 1  # every mask with pixels, and the empty PNG once
+
+
 def _square(shift: int = 0) -> np.ndarray:
     mask = np.zeros((H, W), bool)
     mask[10:30, 10 + shift:40 + shift] = True
