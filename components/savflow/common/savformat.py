@@ -157,17 +157,7 @@ def parse_manual_json(data: bytes | str | dict, *, file: str = "?") -> ManualAnn
     num_objects = doc.get("masklet_num", len(masklet[0]) if isinstance(masklet[0], list) else None)
     if not isinstance(num_objects, int) or num_objects < 0:
         raise SavFormatError(f"bad object count {num_objects!r}", file=file, video=video, field="masklet_num")
-    for i, frame in enumerate(masklet):
-        where = f"masklet[{i}]"
-        if not isinstance(frame, list):
-            raise SavFormatError("must be a list of objects", file=file, video=video, field=where)
-        if len(frame) != num_objects:
-            raise SavFormatError(f"{len(frame)} objects, expected {num_objects}", file=file, video=video,
-                                 field=where)
-        for j, rle in enumerate(frame):
-            if rle is None:
-                continue
-            _check_rle(rle, height, width, file=file, video=video, where=f"{where}[{j}]")
+    _check_masklet(masklet, num_objects, height, width, file=file, video=video)
     ids = doc.get("masklet_id", list(range(num_objects)))
     if not isinstance(ids, list) or len(ids) != num_objects:
         raise SavFormatError(f"must list {num_objects} ids", file=file, video=video, field="masklet_id")
@@ -184,7 +174,39 @@ def parse_manual_json(data: bytes | str | dict, *, file: str = "?") -> ManualAnn
     return ManualAnnotation(video, frame_count, height, width, masklet, list(ids), buckets, doc, stride)
 
 
-def _check_rle(rle: Any, height: int, width: int, *, file: str, video: str, where: str) -> None:
+def _check_masklet(masklet: list, num_objects: int, height: int, width: int, *, file: str, video: str) -> None:
+    """Every frame of ``masklet`` lists ``num_objects`` masks, each None or a COCO RLE of the frame's size that
+    covers it; raises for the first that does not. Compressed strings, nearly all of a file, are checked all at
+    once (:func:`savflow.common.coco_rle.compressed_problems`) after the rest."""
+    from savflow.common.coco_rle import compressed_problems
+
+    strings: list[tuple[str, str]] = []  # (field, counts) of the compressed RLEs before the first other fault
+    fault: SavFormatError | None = None
+    try:
+        for i, frame in enumerate(masklet):
+            where = f"masklet[{i}]"
+            if not isinstance(frame, list):
+                raise SavFormatError("must be a list of objects", file=file, video=video, field=where)
+            if len(frame) != num_objects:
+                raise SavFormatError(f"{len(frame)} objects, expected {num_objects}", file=file, video=video,
+                                     field=where)
+            for j, rle in enumerate(frame):
+                if rle is not None:
+                    counts = _rle_counts(rle, height, width, file=file, video=video, where=f"{where}[{j}]")
+                    if counts is not None:
+                        strings.append((f"{where}[{j}].counts", counts))
+    except SavFormatError as exc:
+        fault = exc
+    problems = compressed_problems([counts for _, counts in strings], height, width) if strings else []
+    for (where, _), problem in zip(strings, problems):
+        if problem:
+            raise SavFormatError(f"counts {problem}", file=file, video=video, field=where)
+    if fault is not None:
+        raise fault
+
+
+def _rle_counts(rle: Any, height: int, width: int, *, file: str, video: str, where: str) -> str | None:
+    """Check a COCO RLE's form and size, and an uncompressed one's counts; return a compressed one's string."""
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise SavFormatError("must be a COCO RLE dict with size and counts", file=file, video=video, field=where)
     size = rle["size"]
@@ -193,47 +215,19 @@ def _check_rle(rle: Any, height: int, width: int, *, file: str, video: str, wher
                              f"[{height}, {width}]", file=file, video=video, field=f"{where}.size")
     counts = rle["counts"]
     if isinstance(counts, str):
-        runs = _compressed_runs(counts)
-        problem = "is not COCO compressed RLE" if runs is None else None
-    elif isinstance(counts, list):
-        runs = counts
-        problem = None if all(isinstance(c, int) and not isinstance(c, bool) for c in counts) else \
-            "must list whole numbers"
-    else:
+        return counts
+    if not isinstance(counts, list):
         raise SavFormatError("counts must be a string or a list", file=file, video=video, field=f"{where}.counts")
-    if problem is None and runs is not None:
-        if any(c < 0 for c in runs):
-            problem = "has a negative run length"
-        elif sum(runs) != height * width:
-            problem = f"runs cover {sum(runs)} pixels, not the frame's {height} x {width} = {height * width}"
+    problem = None
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        problem = "must list whole numbers"
+    elif any(c < 0 for c in counts):
+        problem = "has a negative run length"
+    elif sum(counts) != height * width:
+        problem = f"runs cover {sum(counts)} pixels, not the frame's {height} x {width} = {height * width}"
     if problem:
         raise SavFormatError(f"counts {problem}", file=file, video=video, field=f"{where}.counts")
-
-
-def _compressed_runs(text: str) -> list[int] | None:
-    """The run lengths of a COCO compressed RLE string (pycocotools maskApi.c ``rleFrString``: 6-bit groups of
-    5 data bits, offset by 48, deltas against the run two back), or None when the string is not one.
-    pycocotools itself decodes whatever it is given, so the reader checks before it hands a mask over."""
-    runs: list[int] = []
-    pos = 0
-    while pos < len(text):
-        value, shift, more = 0, 0, True
-        while more:
-            if pos >= len(text):
-                return None
-            c = ord(text[pos]) - 48
-            if not 0 <= c < 64:
-                return None
-            value |= (c & 0x1F) << shift
-            more = bool(c & 0x20)
-            pos += 1
-            shift += 5
-            if not more and c & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
-    return runs
+    return None
 
 
 def decode_rle(rle: dict) -> np.ndarray:
