@@ -25,12 +25,13 @@ MAX_PARALLEL_SHARDS = 0
 def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, frames, masks, annotations_root,
                        pred_root, eval_root, video_list, num_shards, use_all_masks, track_later_objects, device,
                        score_thresh, do_not_skip_first_last, node_selector, tolerations, title: str,
-                       after=()) -> dsl.PipelineTask:
-    """Add the fan-out over ``num_shards`` shards and the evaluation; returns the evaluate task."""
+                       benchmark="", after=()) -> dsl.PipelineTask:
+    """Add the fan-out over ``num_shards`` shards and the evaluation; returns the evaluate task. ``benchmark``:
+    the preset whose prompting and scoring rule win over the options ("" = the options)."""
     # pred_root in the items: it is built from a run_folder task's output, which kfp.local would replace by
     # the loop item inside the ParallelFor (plan_inference_shards says why)
     plan = plan_inference_shards(frames=frames, masks=masks, num_shards=num_shards, checkpoint=checkpoint,
-                                 video_list=video_list, output=pred_root)
+                                 video_list=video_list, output=pred_root, benchmark=benchmark)
     ts.uncached(ts.image(plan, image))
     ts.name(plan, f"plan shards ({title})")
     for task in after:
@@ -40,7 +41,7 @@ def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, fra
                           node_selector=node_selector, tolerations=tolerations, title=title, paths={})
     scores = evaluate_predictions(ts, image=image, frames=frames, masks=masks, annotations_root=annotations_root,
                                   pred_root=pred_root, eval_root=eval_root, video_list=video_list,
-                                  do_not_skip_first_last=do_not_skip_first_last, title=title)
+                                  do_not_skip_first_last=do_not_skip_first_last, title=title, benchmark=benchmark)
     scores.after(infer)
     return scores
 

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from savflow.common import savformat, storage
-from savflow.common.benchmarks import benchmark
 from savflow.importers.layout import RECORD
 
 log = logging.getLogger(__name__)
 
 IMPORTED = "imported"
-# the benchmark whose prompting the evaluations of an imported format follow (savflow.common.benchmarks); the
-# frames + masks of an annotation tool keep the pipeline's defaults (objects may appear later)
+# the benchmark whose protocol (prompting, scoring) the evaluations of an imported format follow
+# (savflow.common.benchmarks); the frames + masks of an annotation tool keep the pipeline's defaults (objects may
+# appear later)
 FORMAT_BENCHMARK = {"davis": "davis", "ytvos": "ytvos", "sav-val": "sav"}
 LISTS = "lists"
 EXPERIMENT = "data"
@@ -118,9 +118,8 @@ def prepare_own_data(workdir: Path, data: OwnData) -> dict[str, Any]:
     if not init.exists():
         write_random_init_checkpoint(TINY_MODEL, str(init), seed=data.seed)
     root = str(imported_root(workdir))
-    prompting = benchmark(FORMAT_BENCHMARK[data.format]).inference() if data.format in FORMAT_BENCHMARK else {}
     return {
-        **prompting,
+        "benchmark": FORMAT_BENCHMARK.get(data.format, ""),
         "raw_train": root,
         "raw_val": root,
         "staged_train": str(workdir / "staged" / "train"),

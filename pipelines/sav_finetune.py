@@ -5,7 +5,8 @@ The training split is checked against the training config first (with ``prefligh
 and anything holds a GPU): a video sam2 would crash on, or silently not train on, fails the run there with every
 problem listed by video and field, or with ``drop_invalid`` is left out of staging and training (the list of the
 valid videos is the video list both get). The starting checkpoint is evaluated on the same videos while training
-runs, so every run reports J&F before and after fine-tuning. Paths of one run live under
+runs, so every run reports J&F before and after fine-tuning; with ``benchmark`` (a preset of
+:mod:`savflow.common.benchmarks`) both are prompted and scored under that benchmark's protocol. Paths of one run live under
 ``{experiment_dir}/eval/{run id}/`` and ``{experiment_dir}/validate/{run id}/``.
 """
 
@@ -70,6 +71,7 @@ def build(cluster: bool = True):
         infer_device: str = "auto",
         score_thresh: float = 0.0,
         do_not_skip_first_last: bool = False,
+        benchmark: str = "",
         node_selector: dict = {},
         tolerations: list = [dict(GPU_TOLERATION)],
     ) -> float:
@@ -107,8 +109,8 @@ def build(cluster: bool = True):
                       masks=val.masks, annotations_root=val.annotations,
                       video_list=val_video_list, num_shards=infer_shards, use_all_masks=use_all_masks,
                       track_later_objects=track_later_objects, device=infer_device, score_thresh=score_thresh,
-                      do_not_skip_first_last=do_not_skip_first_last, node_selector=node_selector,
-                      tolerations=tolerations)
+                      do_not_skip_first_last=do_not_skip_first_last, benchmark=benchmark,
+                      node_selector=node_selector, tolerations=tolerations)
 
         base = infer_and_evaluate(ts, checkpoint=init_checkpoint, pred_root=f"{eval_dir}/base/pred",
                                   eval_root=f"{eval_dir}/base", title="starting checkpoint", after=[stage_val],

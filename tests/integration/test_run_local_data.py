@@ -80,8 +80,11 @@ def test_own_videos_fine_tune_and_evaluate(davis: Path, tmp_path: Path, capsys) 
     assert (tmp_path / "staged" / "val" / "file_list.txt").read_text().split() == held_out
     metrics = json.loads((tmp_path / "exp" / "data" / "train_metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["steps"] == 2 * 4  # 2 videos x multiplier 4 x 1 epoch
-    # the fine-tuned predictions scored under the DAVIS preset (issue 14's end-to-end run): the pipeline's
-    # prompting is DAVIS's (first-frame masks, no later objects), so the preset accepts them and records itself
+    # both evaluations under the DAVIS protocol (sav-finetune's benchmark parameter, from --format davis)
+    for name in ("base", "finetuned"):
+        assert scores[name]["benchmark"] == "davis", scores[name]
+        assert scores[name]["protocol"]["inference"]["track_later_objects"] is False
+    # and the number is the one `savflow evaluate --benchmark davis` gives for those predictions
     [finetuned] = [d for d in eval_dirs(exp, 0) if d.endswith("/finetuned")]
     gt, pred = str(tmp_path / "staged" / "val" / "Annotations_6fps"), storage.join(finetuned, "pred")
     davis_out = tmp_path / "davis-eval"
