@@ -133,14 +133,14 @@ def _propagation_fps(loaded: LoadedPredictor, split: Path, video: str, num_objec
     return float(np.mean(fps))
 
 
-def bench_gpu(frames: int, warm_up: int, runs: int) -> None:
+def bench_gpu(frames: int, warm_up: int, runs: int, compile_modes: tuple[bool, ...] = (False, True)) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-infer-gpu-") as tmp:
         split = Path(tmp)
         [video] = write_val_split(tmp, SyntheticSpec(num_videos=1, num_frames=frames, num_objects=3,
                                                      height=720, width=1280, seed=2))
         print(f"CUDA ({torch.cuda.get_device_name()}), SAM 2.1 b+ at 1024 px, random weights, bf16, "
               f"{frames} frames at 1280x720, mean of {runs} runs after {warm_up} warm-up:")
-        for compiled in (False, True):
+        for compiled in compile_modes:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             loaded = build_predictor(None, B_PLUS, device="cuda", compile=compiled)
