@@ -115,6 +115,16 @@ def test_broken_strings_get_the_plain_reading_verdict(seed: int) -> None:
         assert coco_rle.compressed_problems(broken[k:k + 1], height, width) == want[k:k + 1]
 
 
+def test_a_large_file_is_checked_in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts, height, width = _sample_strings()
+    rng = np.random.default_rng(9)
+    broken = [_broken(rng, t) if rng.random() < 0.3 else t for t in texts]
+    whole = coco_rle.compressed_problems(broken, height, width)
+    monkeypatch.setattr(coco_rle, "_CHUNK", 5000)  # about 17 strings a part
+    assert coco_rle.compressed_problems(broken, height, width) == whole
+    assert whole == [_problem(t, height, width) for t in broken]
+
+
 def test_small_frames_by_hand() -> None:
     # a 2x2 frame: runs 1, 3 -> "13" ; runs 4 -> "4"; runs 0, 4 -> "04"
     assert coco_rle.compressed_problems(["13", "4", "04", "5", "", "1"], 2, 2) == [

@@ -22,6 +22,7 @@ import numpy as np
 NOT_RLE = "is not COCO compressed RLE"
 NEGATIVE = "has a negative run length"
 _MAX_GROUP = 7
+_CHUNK = 1 << 20  # characters checked at once: about 40 MB of arrays
 
 
 def compressed_problems(texts: Sequence[str], height: int, width: int) -> list[str | None]:
@@ -30,7 +31,13 @@ def compressed_problems(texts: Sequence[str], height: int, width: int) -> list[s
     total = height * width
     problems: list[str | None] = [None if text.isascii() else NOT_RLE for text in texts]
     at = [i for i, problem in enumerate(problems) if problem is None]
-    bad, low, high, sums = _runs_summary([texts[i] for i in at])
+    bad: list[bool] = []
+    low: list[int] = []
+    high: list[int] = []
+    sums: list[int] = []
+    for part in _chunks([texts[i] for i in at], _CHUNK):
+        for into, got in zip((bad, low, high, sums), _runs_summary(part)):
+            into += got
     for k, i in enumerate(at):
         if bad[k]:
             problems[i] = NOT_RLE
@@ -41,6 +48,19 @@ def compressed_problems(texts: Sequence[str], height: int, width: int) -> list[s
         elif sums[k] != total:
             problems[i] = f"runs cover {sums[k]} pixels, not the frame's {height} x {width} = {total}"
     return problems
+
+
+def _chunks(texts: list[str], most: int) -> list[list[str]]:
+    """``texts`` in runs of about ``most`` characters, so that the arrays of a large file stay small."""
+    parts: list[list[str]] = [[]]
+    size = 0
+    for text in texts:
+        if size >= most:
+            parts.append([])
+            size = 0
+        parts[-1].append(text)
+        size += len(text)
+    return parts
 
 
 def _runs_summary(texts: list[str]) -> tuple[list[bool], list[int], list[int], list[int]]:
@@ -64,13 +84,12 @@ def _runs_summary(texts: list[str]) -> tuple[list[bool], list[int], list[int], l
     size = group_end - group_start + 1
     string = np.searchsorted(ends, group_end, side="right")  # the string of each run
     bad[string[size > _MAX_GROUP]] = True
-    data = (chars & 0x1F).astype(np.int64)
-    value = data[group_start]
+    value = (chars[group_start] & 0x1F).astype(np.int64)
     for place in range(1, _MAX_GROUP):  # most groups are one or two characters long
         longer = np.flatnonzero(size > place)
         if longer.size == 0:
             break
-        value[longer] += data[group_start[longer] + place] << (5 * place)
+        value[longer] += (chars[group_start[longer] + place] & 0x1F).astype(np.int64) << (5 * place)
     negative = np.flatnonzero((chars[group_end] & 0x10) != 0)
     value[negative] -= np.int64(1) << (5 * np.minimum(size[negative], _MAX_GROUP))
     first = np.searchsorted(string, np.arange(n))  # each string's first run
