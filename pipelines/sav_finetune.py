@@ -6,8 +6,8 @@ and anything holds a GPU): a video sam2 would crash on, or silently not train on
 problem listed by video and field, or with ``drop_invalid`` is left out of staging and training (the list of the
 valid videos is the video list both get). The starting checkpoint is evaluated on the same videos while training
 runs, so every run reports J&F before and after fine-tuning; with ``benchmark`` (a preset of
-:mod:`savflow.common.benchmarks`) both are prompted and scored under that benchmark's protocol. Paths of one run live under
-``{experiment_dir}/eval/{run id}/`` and ``{experiment_dir}/validate/{run id}/``.
+:mod:`savflow.common.benchmarks`) both are prompted and scored under that benchmark's protocol. Paths of one run
+live under ``{experiment_dir}/eval/{run id}/`` and ``{experiment_dir}/validate/{run id}/``.
 """
 
 from kfp import dsl
