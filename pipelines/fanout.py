@@ -38,7 +38,7 @@ def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, fra
         plan.after(task)
     infer = _infer_shards(ts, plan, image=image, model_config=model_config, use_all_masks=use_all_masks,
                           track_later_objects=track_later_objects, device=device, score_thresh=score_thresh,
-                          node_selector=node_selector, tolerations=tolerations, title=title, paths={})
+                          node_selector=node_selector, tolerations=tolerations, title=title)
     scores = evaluate_predictions(ts, image=image, frames=frames, masks=masks, annotations_root=annotations_root,
                                   pred_root=pred_root, eval_root=eval_root, video_list=video_list,
                                   do_not_skip_first_last=do_not_skip_first_last, title=title, benchmark=benchmark)
@@ -47,14 +47,13 @@ def infer_and_evaluate(ts: TaskSettings, *, image, checkpoint, model_config, fra
 
 
 def _infer_shards(ts: TaskSettings, plan: dsl.PipelineTask, *, image, model_config, use_all_masks,
-                  track_later_objects, device, score_thresh, node_selector, tolerations, title: str,
-                  paths: dict) -> dsl.PipelineTask:
-    """The ParallelFor over ``plan``'s shards; returns the infer task (``.after`` it waits for every shard).
-    ``paths``: frames, masks and output, when they are not in the shard items."""
+                  track_later_objects, device, score_thresh, node_selector, tolerations, title: str
+                  ) -> dsl.PipelineTask:
+    """The ParallelFor over ``plan``'s shards (whose items carry the frames, masks and output folders); returns
+    the infer task (``.after`` it waits for every shard)."""
     with dsl.ParallelFor(plan.output, parallelism=MAX_PARALLEL_SHARDS) as shard:
         infer = infer_shard(shard=shard, model_config=model_config, use_all_masks=use_all_masks,
-                            track_later_objects=track_later_objects, device=device, score_thresh=score_thresh,
-                            **paths)
+                            track_later_objects=track_later_objects, device=device, score_thresh=score_thresh)
         ts.name(infer, f"infer ({title})")
         ts.image(infer, image, INFER)
         ts.retries(infer)
@@ -90,7 +89,7 @@ def evaluate_each(ts: TaskSettings, evaluations: dsl.PipelineTask, *, image, do_
                                          output=item.pred_root, benchmark=item.benchmark)
             ts.uncached(ts.image(plan, image))
             ts.name(plan, f"plan shards ({title})")
-            shards = _infer_shards(ts, plan, image=image, title=title, paths={}, **settings)
+            shards = _infer_shards(ts, plan, image=image, title=title, **settings)
         scores = evaluate_predictions(ts, image=image, frames=item.frames, masks=item.masks,
                                       annotations_root=item.annotations, pred_root=item.pred_root,
                                       eval_root=item.eval_root, video_list=item.video_list,

@@ -24,7 +24,6 @@ from savflow.launch.component import train
 from savflow.validate.component import validate_train
 
 
-
 def build(cluster: bool = True):
     """The pipeline, with Kubernetes task settings (``cluster``) or without them (for ``kfp.local``)."""
     ts = TaskSettings(cluster)

@@ -22,10 +22,11 @@ import json
 from typing import Any
 
 from savflow.common import storage
-from savflow.validate.manual import (FPS_KEY, STRIDE_KEY, VIDEO_DATASET_PATH, annotated_frames, parse_annotation,
-                                     recorded_stride, train_overrides)
+from savflow.common.savformat import STRIDE_KEY, recorded_stride
+from savflow.validate.manual import FPS_KEY, VIDEO_DATASET_PATH, annotated_frames, parse_annotation, train_overrides
 
-# the annotation's contract with training lives with the checks (savflow.validate.manual); re-exported here
+# the annotation's contract with training: the reader's (savflow.common.savformat) and the checks'
+# (savflow.validate.manual), re-exported here
 __all__ = ["FILE_LIST", "FPS_KEY", "MP4_DIR", "RECORD", "SOURCE_FRAMES_KEY", "STRIDE_KEY", "VIDEO_DATASET_PATH",
            "annotated_frames", "parse_annotation", "read_record", "recorded_stride", "size_bucket", "train_overrides"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from savflow.common import savformat
-from savflow.validate.manual import parse_annotation, recorded_stride
+from savflow.validate.manual import parse_annotation
 from savflow.validate.needs import TrainNeeds
 from savflow.validate.scan import VideoFacts
 
@@ -107,7 +107,7 @@ def _stride(facts: VideoFacts, doc: dict, needs: TrainNeeds, out: list[Finding])
                                f"frames_fps {needs.frames_fps}: sam2 fails an assertion", facts.annotation_uri))
             return None
         stride, where = needs.frames_fps // fps, f"{needs.dataset_path}.frames_fps"
-    written = recorded_stride(doc)
+    written = savformat.recorded_stride(doc)
     if written is not None and written != stride:
         fix = (f"--override ++{needs.dataset_path}.ann_every={written}" if "fps" not in doc
                else f"an fps key of {needs.frames_fps // written}")

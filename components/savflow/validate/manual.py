@@ -16,8 +16,6 @@ from typing import Any
 from savflow.common import savformat
 
 FPS_KEY = "video_fps"
-STRIDE_KEY = savformat.STRIDE_KEY
-recorded_stride = savformat.recorded_stride  # the reader honours it too; re-exported for the checks
 # where savflow's training configs (and sam2's MOSE recipe they follow) declare their JSONRawDataset
 VIDEO_DATASET_PATH = "trainer.data.train.datasets.0.dataset.datasets.0.video_dataset"
 
