@@ -166,3 +166,28 @@ def test_an_import_stages_as_a_train_split_at_its_own_stride(tmp_path: Path) -> 
     assert result.exit_code == 0 and sorted(result.staged) == SPEC.video_ids(), result.failures
     assert (tmp_path / "staged-no-val" / name).is_file()
     assert not (tmp_path / "staged-no-val" / savformat.MASKS_DIR).exists()
+
+
+def test_an_edited_imported_annotation_restages_its_video_only(tmp_path: Path) -> None:
+    """The annotation of an imported (val-layout) split is part of what made its staged video: a re-run
+    after one annotation changed redoes that video, with the new bytes, and skips the others."""
+    import time
+
+    from savflow.stage.stage import stage
+
+    samples.write_davis(str(tmp_path / "src"), SPEC)
+    dest = tmp_path / "out"
+    assert import_dataset("davis", str(tmp_path / "src"), str(dest), workers=2).exit_code == 0
+    staged = tmp_path / "staged"
+    first = stage(str(dest), str(staged), layout="dir", progress=False, workers=2)
+    assert sorted(first.staged) == SPEC.video_ids(), first.failures
+    edited, other = SPEC.video_ids()
+    name = savformat.annotation_path(edited)
+    doc = json.loads((dest / name).read_text())
+    doc["masklet_size_bucket"] = ["large"] * len(doc["masklet_id"])
+    time.sleep(0.01)  # a new mtime, as every write on GCS is a new generation
+    (dest / name).write_text(json.dumps(doc))
+    again = stage(str(dest), str(staged), layout="dir", progress=False, workers=2)
+    assert (again.staged, again.skipped) == ([edited], [other]), again.summary()
+    assert edited in again.redone
+    assert (staged / name).read_bytes() == (dest / name).read_bytes()
