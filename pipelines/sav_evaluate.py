@@ -13,8 +13,10 @@ benchmark) are evaluated as they are (no checkpoint, no inference), as the offic
 
 from kfp import dsl
 
+from savflow.common.devices import AUTO
 from savflow.common.deployment import DEFAULT_IMAGE, GPU_TOLERATION
 from savflow.evaluate.component import check_regression, plan_evaluations, resolve_checkpoint
+from savflow.infer.defaults import MODEL_CONFIG, SCORE_THRESHOLD, SHARDS
 from savflow.pipelines.fanout import evaluate_each
 from savflow.preflight.component import preflight
 from savflow.pipelines.run_folders import RUN_ID, this_run_folder
@@ -35,12 +37,12 @@ def build(cluster: bool = True):
         checkpoint: str = "",
         val_video_list: str = "",
         image: str = DEFAULT_IMAGE,
-        model_config: str = "configs/sam2.1/sam2.1_hiera_b+.yaml",
-        infer_shards: int = 4,
+        model_config: str = MODEL_CONFIG,
+        infer_shards: int = SHARDS,
         use_all_masks: bool = False,
         track_later_objects: bool = True,
-        infer_device: str = "auto",
-        score_thresh: float = 0.0,
+        infer_device: str = AUTO,
+        score_thresh: float = SCORE_THRESHOLD,
         do_not_skip_first_last: bool = False,
         pred_root: str = "",
         node_selector: dict = {},

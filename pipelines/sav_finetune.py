@@ -12,9 +12,11 @@ live under ``{experiment_dir}/eval/{run id}/`` and ``{experiment_dir}/validate/{
 
 from kfp import dsl
 
+from savflow.common.devices import AUTO
 from savflow.common.deployment import DEFAULT_IMAGE, GPU_TOLERATION, TRAIN_SERVICE_ACCOUNT
 from savflow.common.savformat import ANN_EVERY, split_paths
 from savflow.evaluate.component import publish_finetune
+from savflow.infer.defaults import MODEL_CONFIG, SCORE_THRESHOLD, SHARDS
 from savflow.pipelines.fanout import infer_and_evaluate
 from savflow.preflight.component import preflight
 from savflow.pipelines.task_settings import EVALUATE, STAGE, TaskSettings
@@ -41,7 +43,7 @@ def build(cluster: bool = True):
         val_video_list: str = "",
         image: str = DEFAULT_IMAGE,
         train_config: str = "sam2.1_hiera_b+_sav_finetune",
-        model_config: str = "configs/sam2.1/sam2.1_hiera_b+.yaml",
+        model_config: str = MODEL_CONFIG,
         epochs: int = 0,
         batch_size: int = 0,
         seed: int = -1,
@@ -64,11 +66,11 @@ def build(cluster: bool = True):
         jpeg_quality: int = 95,
         train_layout: str = "tar",
         stage_max_failures: int = 0,
-        infer_shards: int = 4,
+        infer_shards: int = SHARDS,
         use_all_masks: bool = False,
         track_later_objects: bool = True,
-        infer_device: str = "auto",
-        score_thresh: float = 0.0,
+        infer_device: str = AUTO,
+        score_thresh: float = SCORE_THRESHOLD,
         do_not_skip_first_last: bool = False,
         benchmark: str = "",
         node_selector: dict = {},

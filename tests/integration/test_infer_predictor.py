@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from savflow.common import storage
-from savflow.infer.predictor import build_predictor, has_c_extension, is_config_file, resolve_device
+from savflow.common.devices import resolve_device
+from savflow.infer.predictor import build_predictor, has_c_extension, is_config_file
 
 TINY = "sam2.1_hiera_tiny128"
 TINY_FILE = Path(__file__).resolve().parents[2] / "components" / "savflow" / "configs" / f"{TINY}.yaml"

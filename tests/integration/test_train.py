@@ -90,6 +90,15 @@ def trained(staged: str, tmp_path_factory) -> tuple[str, str]:
     return exp, log
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_asked_for_on_a_machine_without_it_is_exit_2_naming_it(tmp_path):
+    rc, log = _worker(["--config", "sam2.1_tiny128_sav_finetune", "--train-frames", str(tmp_path / "frames"),
+                       "--train-annotations", str(tmp_path / "ann"), "--experiment-dir", str(tmp_path / "exp"),
+                       "--device", "cuda"], tmp_path, "cuda.log")
+    assert rc == 2, log[-3000:]
+    assert "--device: device 'cuda' requested but CUDA is not available" in log and "Traceback" not in log, log
+
+
 def test_tiny_config_trains_on_cpu_from_the_bucket(trained, tmp_path):
     exp, log = trained
     assert "resume: starting fresh" in log

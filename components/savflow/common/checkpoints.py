@@ -38,6 +38,8 @@ TRAINER_STATE = "checkpoint.pt"
 MODEL_ONLY = "model.pt"
 LATEST = "latest.json"
 METRICS = "train_metrics.json"
+RESUME_AUTO = "auto"  # --resume: continue from the newest complete checkpoint made by this run, if any
+RESUME_NEVER = "never"  # --resume: start fresh, refusing an experiment that has checkpoints
 
 
 class ExperimentExistsError(RuntimeError):
@@ -235,7 +237,7 @@ def plan_resume(experiment_dir: str, resume: str, *, overwrite: bool = False,
     ``never`` for what is already in the experiment directory.
     """
     existing = latest_checkpoint(experiment_dir)
-    if resume == "auto":
+    if resume == RESUME_AUTO:
         if existing is None:
             return ResumePlan("fresh")
         diffs = provenance.differences(recorded_run_key(experiment_dir, existing.step), run_key or {})
@@ -247,7 +249,7 @@ def plan_resume(experiment_dir: str, resume: str, *, overwrite: bool = False,
             f"{experiment_dir} has checkpoints up to step {existing.step} made by another run: "
             f"{'; '.join(diffs)}. Use another --experiment-dir, or --overwrite to delete them and start over")
     explicit = None
-    if resume != "never":
+    if resume != RESUME_NEVER:
         explicit = resume if resume.endswith(".pt") else storage.join(resume, TRAINER_STATE)
         if not storage.exists(explicit):
             raise FileNotFoundError(f"--resume {resume}: no checkpoint at {explicit}")

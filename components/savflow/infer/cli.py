@@ -35,7 +35,8 @@ def _roots(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from savflow.common.benchmarks import BENCHMARKS
-    from savflow.common.devices import DEVICES
+    from savflow.common.devices import AUTO, DEVICES
+    from savflow.infer.defaults import SCORE_THRESHOLD
 
     p = subparsers.add_parser(
         "infer", help=COMMANDS["infer"],
@@ -64,12 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--track-later-objects", action="store_true", default=None,
                    help="prompt each object where its mask first is non-empty and track it from there "
                         "(datasets whose objects do not all appear on the first annotated frame)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="default: cuda when available, else cpu")
+    p.add_argument("--device", choices=DEVICES, default=AUTO, help="default: cuda when available, else cpu")
     p.add_argument("--compile", action="store_true",
                    help="use sam2's torch.compile'd VOS predictor (vos_optimized); the first video is slow")
     p.add_argument("--score-thresh", type=float, metavar="T",
                    help="mask-logit threshold: a pixel is the object where its logit is above T (the official "
-                        "vos_inference.py's --score_thresh; default 0.0)")
+                        f"vos_inference.py's --score_thresh; default {SCORE_THRESHOLD})")
     p.add_argument("--apply-postprocessing", action="store_true",
                    help="sam2's demo post-processing (hole filling, multimask fallback); off for SA-V scores")
     p.add_argument("--max-failures", type=int, default=0, metavar="M",

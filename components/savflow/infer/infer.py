@@ -32,9 +32,11 @@ import numpy as np
 
 from savflow.common import markers, provenance, savformat, storage
 from savflow.common.checkpoints import sha256_file
+from savflow.common.devices import AUTO
 from savflow.common.failures import FailureReport
 from savflow.common.progress import Progress
 from savflow.infer import shard_plan, vos
+from savflow.infer.defaults import SCORE_THRESHOLD
 from savflow.infer.predictor import LoadedPredictor, build_predictor, local_checkpoint
 from savflow.infer.inputs import Sources
 
@@ -80,8 +82,8 @@ def prediction_key(*, checkpoint_sha256: str | None, model_config: str, use_all_
 
 def infer(checkpoint: str, model_config: str, frames: str, masks: str, output: str, videos: list[str] | None = None,
           shard: int = 0, num_shards: int = 1, use_all_masks: bool = False, track_later_objects: bool = False,
-          device: str = "auto", compile: bool = False, max_failures: int = 0, apply_postprocessing: bool = False,
-          workers: int = 8, overwrite: bool = False, score_thresh: float = vos.SCORE_THRESHOLD) -> InferResult:
+          device: str = AUTO, compile: bool = False, max_failures: int = 0, apply_postprocessing: bool = False,
+          workers: int = 8, overwrite: bool = False, score_thresh: float = SCORE_THRESHOLD) -> InferResult:
     """Segment every video of shard ``shard`` of ``num_shards`` (of ``videos``, default all under the roots).
 
     With ``num_shards > 1`` each call plans the same balanced shards (frames x objects) and takes its own; the

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from savflow.common import storage
-from savflow.common.devices import DEVICES
+from savflow.common.devices import AUTO, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,6 @@ class LoadedPredictor:
     device: "torch.device"  # noqa: F821  (torch is imported lazily)
     compiled: bool
     hole_filling: bool
-
-
-def resolve_device(device: str) -> "torch.device":  # noqa: F821
-    """``auto`` picks CUDA when present; asking for CUDA on a machine without it is an error, not a fallback."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    if resolved.type not in ("cuda", "cpu"):
-        raise ValueError(f"device {device!r}: expected one of {', '.join(DEVICES)} (or cuda:N)")
-    return resolved
 
 
 def has_c_extension() -> bool:
@@ -109,7 +95,7 @@ def local_checkpoint(checkpoint: str, scratch: Path) -> Path:
     return storage.download_file(checkpoint, scratch / "checkpoint.pt")
 
 
-def build_predictor(checkpoint: str | None, model_config: str, *, device: str = "auto", compile: bool = False,
+def build_predictor(checkpoint: str | None, model_config: str, *, device: str = AUTO, compile: bool = False,
                     apply_postprocessing: bool = False, local_file: Path | None = None) -> LoadedPredictor:
     """Build the video predictor on ``device`` with the checkpoint's weights (random init when None);
     ``local_file`` is the checkpoint already fetched (else it is fetched here).

@@ -39,8 +39,8 @@ import numpy as np
 
 from savflow.common import savformat
 from savflow.common.savformat import SavFormatError
+from savflow.infer.defaults import SCORE_THRESHOLD
 
-SCORE_THRESHOLD = 0.0  # vos_inference.py's --score_thresh default: a pixel is the object where its logit is > 0
 _JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
 
 Sink = Callable[[int, int, np.ndarray], None]

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from savflow.common import savformat
+from savflow.common import checkpoints, savformat
 from savflow.launch import jobspec
 from savflow.launch.jobspec import TrainJobSpec
 
@@ -43,7 +43,7 @@ TEMPLATE_SPEC = TrainJobSpec(
         experiment_dir=f"{TEMPLATE_BUCKET}/exp/sav-finetune",
         batch_size=1,
         num_workers=8,
-        resume="auto",
+        resume=checkpoints.RESUME_AUTO,
     ),
     nodes=2,
     gpus_per_node=8,

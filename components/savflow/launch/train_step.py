@@ -78,7 +78,7 @@ def build_spec(*, image: str, config: str, train_frames: str, train_annotations:
         config=config, train_frames=train_frames, train_annotations=train_annotations,
         file_list=file_list or None, checkpoint=checkpoint or None, experiment_dir=experiment_dir,
         batch_size=batch_size or None, epochs=epochs or None, num_workers=None if num_workers < 0 else num_workers,
-        seed=None if seed < 0 else seed, resume="auto", overrides=tuple(overrides))
+        seed=None if seed < 0 else seed, resume=checkpoints.RESUME_AUTO, overrides=tuple(overrides))
     spec = jobspec.TrainJobSpec(
         worker_args=args, image=image, nodes=nodes, gpus_per_node=gpus_per_node, cpu=cpu, memory=memory,
         shm_size=shm_size, scratch_size=scratch_size, node_selector=dict(node_selector or {}),

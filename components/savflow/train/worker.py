@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from savflow.common import checkpoints, deployment, secrets, storage
 from savflow.common.cpus import available_cpus
-from savflow.common.devices import DEVICES
+from savflow.common.devices import AUTO, DEVICES, resolve_device
 from savflow.train import data, distenv, run_key
 
 log = logging.getLogger("savflow.train")
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="URI where checkpoints, train_metrics.json and config.yaml go")
     parser.add_argument("--checkpoint", help="URI of initial weights (a SAM 2 release .pt or one of ours); "
                                              "default: random initialisation")
-    parser.add_argument("--resume", default="auto",
+    parser.add_argument("--resume", default=checkpoints.RESUME_AUTO,
                         help="auto: continue from the newest complete checkpoint in --experiment-dir, if any; "
                              "never: start fresh and refuse an experiment with checkpoints; or the URI of a "
                              "trainer checkpoint to start from (default: auto)")
@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-every", type=int, default=1,
                         help="upload a checkpoint every N trainer epochs, and always after the last (default 1)")
     parser.add_argument("--keep-last", type=int, default=3, help="complete checkpoints kept (default 3)")
-    parser.add_argument("--device", choices=DEVICES, default="auto",
+    parser.add_argument("--device", choices=DEVICES, default=AUTO,
                         help="auto: cuda when available, else cpu")
     parser.add_argument("--scratch-dir",
                         help=f"local working directory (default ${SCRATCH_ENV} or the system temp dir)")
@@ -121,16 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="One SAM 2 training process (run alone or under torchrun).")
     add_arguments(parser)
     return parser
-
-
-def resolve_device(requested: str) -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA device is available")
-    return requested
 
 
 def hydra_overrides(args: argparse.Namespace) -> list[str]:
@@ -276,7 +266,11 @@ def run(args: argparse.Namespace) -> int:
     distenv.single_process_env(os.environ)
     env = distenv.read_dist_env(os.environ)
     _configure_logging(env)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device).type
+    except ValueError as exc:
+        log.error("--device: %s", exc)
+        return 2
     threads = _set_threads(env)
     log.info("process %d of %d (local %d of %d) on %s, %d threads, master %s:%d", env.rank, env.world_size,
              env.local_rank, env.local_world_size, device, threads, env.master_addr, env.master_port)
