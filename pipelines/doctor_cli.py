@@ -24,15 +24,9 @@ EXAMPLES = {
 
 
 
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def register(subparsers: Any) -> None:
     from savflow.common import deployment
+    from savflow.common.cli_types import key_value
     from savflow.pipelines.verbs_cli import connection_options
 
     p = subparsers.add_parser(
@@ -44,7 +38,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--backend", choices=["pytorchjob", "trainjob"], help="training backend (default pytorchjob)")
     run.add_argument("--nodes", type=int, help="training nodes (default 1)")
     run.add_argument("--gpus-per-node", type=int, help="GPUs per training node (default 8)")
-    run.add_argument("--node-selector", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    run.add_argument("--node-selector", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                      help="labels the GPU nodes must have (the GPU model, e.g. cloud.google.com/gke-accelerator=...)")
     run.add_argument("--queue-name", help="Kueue LocalQueue of the training job")
     run.add_argument("--storage", action="append", default=[], metavar="URI",

@@ -90,3 +90,14 @@ def test_bad_input_is_status_2_and_one_line(name: str, tmp_path: Path, capsys: p
     assert cli.main([name, *argv]) == 2
     err = capsys.readouterr().err
     assert f"savflow {name}: error: " in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv", [["doctor", "--no-kfp", "--node-selector", "gpu"],
+                                  ["launch-train", "--name", "ft", "--env", "=1"]])
+def test_key_value_options_refuse_text_without_a_key_and_an_equals_sign(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(argv)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert f"savflow {argv[0]}: error: argument {argv[-2]}: expected KEY=VALUE, got {argv[-1]!r}" in err, err

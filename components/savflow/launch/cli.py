@@ -30,13 +30,6 @@ EXAMPLES = {
 }
 
 
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def parse_toleration(text: str) -> dict[str, str]:
     """``KEY[=VALUE][:EFFECT]`` as in ``kubectl taint``: without a value the toleration matches any (Exists)."""
     pair, _, effect = text.partition(":")
@@ -50,6 +43,7 @@ def parse_toleration(text: str) -> dict[str, str]:
 
 
 def register(subparsers: Any) -> None:
+    from savflow.common.cli_types import key_value
     from savflow.launch import jobspec, train_step
     from savflow.train import worker
 
@@ -70,12 +64,12 @@ def register(subparsers: Any) -> None:
     job.add_argument("--shm-size", default=defaults.shm_size, help="/dev/shm memory volume")
     job.add_argument("--scratch-size", default=defaults.scratch_size, help="/scratch volume for local frames")
     job.add_argument("--scratch-storage-class", help="storage class of /scratch (default: the cluster's)")
-    job.add_argument("--node-selector", type=_key_value, action="append", default=[], metavar="KEY=VALUE")
+    job.add_argument("--node-selector", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     job.add_argument("--toleration", type=parse_toleration, action="append", metavar="KEY[=VALUE][:EFFECT]",
                      help="replaces the default toleration of the nvidia.com/gpu taint")
     job.add_argument("--service-account", default=defaults.service_account)
     job.add_argument("--credentials-secret", help="Secret with a GCP key in key.json (no Workload Identity)")
-    job.add_argument("--env", type=_key_value, action="append", default=[], metavar="KEY=VALUE")
+    job.add_argument("--env", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     job.add_argument("--backoff-limit", type=int,
                      help="container restarts over all pods before the job fails (default: "
                           f"{jobspec.FAILURES_TOLERATED} per node; one failure restarts every node)")
