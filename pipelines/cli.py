@@ -71,6 +71,8 @@ def build_parser(declare: Container[str] | None = None) -> argparse.ArgumentPars
         description="Fine-tune and evaluate SAM 2 on SA-V: the pipeline steps, and Kubeflow Pipelines verbs.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the savflow release and the container image it runs by default, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in command_modules():
         if declare is None or any(name in declare for name in module.COMMANDS):
@@ -80,6 +82,18 @@ def build_parser(declare: Container[str] | None = None) -> argparse.ArgumentPars
             for name, text in module.COMMANDS.items():
                 sub.add_parser(name, help=text)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: looks the image up only when asked, so that ``savflow --help`` imports no more than the CLI."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from savflow import __version__
+        from savflow.common.deployment import DEFAULT_IMAGE
+
+        print(f"savflow {__version__} (image {DEFAULT_IMAGE})")
+        parser.exit()
 
 
 def command_of(argv: Sequence[str]) -> str | None:

@@ -101,3 +101,13 @@ def test_key_value_options_refuse_text_without_a_key_and_an_equals_sign(
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert f"savflow {argv[0]}: error: argument {argv[-2]}: expected KEY=VALUE, got {argv[-1]!r}" in err, err
+
+
+def test_version_names_the_release_and_its_default_image(capsys: pytest.CaptureFixture[str]) -> None:
+    from savflow import __version__
+    from savflow.common.deployment import DEFAULT_IMAGE
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"savflow {__version__} (image {DEFAULT_IMAGE})\n"
