@@ -30,6 +30,7 @@ from savflow.pipelines import compile as compile_mod
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
+COOKIES_ENV = "KF_PIPELINES_COOKIES"
 # Where a standard Kubeflow install runs the KFP API server (kfp.Client's own default).
 DEFAULT_KFP_NAMESPACE = "kubeflow"
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
@@ -108,7 +109,8 @@ def _client_class() -> type:
 
 def connect(host: str | None = None, namespace: str | None = None, token: str | None = None,
             sa_token_path: str | None = None, kube_context: str | None = None,
-            ui_host: str | None = None, kfp_namespace: str = DEFAULT_KFP_NAMESPACE) -> Connection:
+            ui_host: str | None = None, kfp_namespace: str = DEFAULT_KFP_NAMESPACE,
+            cookies: str | None = None) -> Connection:
     """Make a ``kfp.Client``.
 
     Two namespaces, which kfp.Client's constructor conflates: ``kfp_namespace`` is where Kubeflow Pipelines is
@@ -122,11 +124,17 @@ def connect(host: str | None = None, namespace: str | None = None, token: str | 
     Credentials, first that applies: ``token`` (else ``$KF_PIPELINES_TOKEN``) as a bearer token; a projected
     service-account token file ``sa_token_path`` (re-read on every request, as the kubelet rotates it); else
     whatever kfp.Client finds itself (IAP client id from ``$KF_PIPELINES_IAP_OAUTH2_CLIENT_ID``, the in-cluster
-    config, or the kubeconfig's API-server proxy when no host is given).
+    config, or the kubeconfig's API-server proxy when no host is given). With any of them, ``cookies`` (else
+    ``$KF_PIPELINES_COOKIES``): the session cookies of a Kubeflow Platform login, for the API behind the
+    platform's ingress from outside the cluster (``name=value``, several joined by ``; ``, e.g. oauth2-proxy's
+    ``oauth2_proxy_kubeflow``), which kfp.Client sends as the ``Cookie`` header of every request (client.py:
+    ``kfp_server_api.ApiClient(config, cookie=cookies)``; without them it takes ``client_authentication_cookie``
+    from its ``~/.config/kfp/context.json``).
     """
     from kfp.client import ServiceAccountTokenVolumeCredentials
 
     token = token or os.environ.get(TOKEN_ENV) or None
+    cookies = cookies or os.environ.get(COOKIES_ENV) or None
     credentials = ServiceAccountTokenVolumeCredentials(sa_token_path) if sa_token_path and not token else None
     host = host or os.environ.get("KF_PIPELINES_ENDPOINT") or None
     kfp_namespace = kfp_namespace or DEFAULT_KFP_NAMESPACE
@@ -137,7 +145,8 @@ def connect(host: str | None = None, namespace: str | None = None, token: str | 
         warnings.filterwarnings("ignore", message="This client only works with Kubeflow Pipeline",
                                 category=FutureWarning)
         client = _client_class()(host=host, namespace=constructor_namespace, existing_token=token,
-                                 credentials=credentials, kube_context=kube_context, ui_host=ui_host)
+                                 credentials=credentials, kube_context=kube_context, ui_host=ui_host,
+                                 cookies=cookies)
     if not host and (namespace or kfp_namespace != DEFAULT_KFP_NAMESPACE):
         # The constructor takes a non-default namespace as the user's too (client.py: "If custom namespace
         # provided, overwrite ... context settings"); the user's is the one kfp must fall back to.

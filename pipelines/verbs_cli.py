@@ -124,6 +124,10 @@ def connection_options() -> argparse.ArgumentParser:
                         "given (default: %(default)s)")
     g.add_argument("--token", help=f"bearer token for the API (default: ${kfp_client.TOKEN_ENV}; prefer the "
                                    f"variable, a flag shows in the process list)")
+    g.add_argument("--cookies", help=f"session cookies of a Kubeflow Platform login, for its API from outside the "
+                                     f"cluster (NAME=VALUE, several joined by '; ', e.g. oauth2_proxy_kubeflow=...); "
+                                     f"sent with any of the credentials here (default: ${kfp_client.COOKIES_ENV}; "
+                                     f"prefer the variable)")
     g.add_argument("--sa-token-path", default=os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"),
                    help="projected service-account token file, re-read on each request (in a pod; default: "
                         "$KF_PIPELINES_SA_TOKEN_PATH)")
@@ -155,10 +159,14 @@ def connect_from_args(args: argparse.Namespace) -> Connection:
     from savflow.pipelines import kfp_client
 
     secrets.add_secret(args.token)  # a token given as a flag is masked like $KF_PIPELINES_TOKEN
+    cookies = args.cookies or os.environ.get(kfp_client.COOKIES_ENV) or ""
+    secrets.add_secret(cookies)  # the whole Cookie header, and each cookie's value on its own
+    for cookie in cookies.split(";"):
+        secrets.add_secret(cookie.partition("=")[2].strip())
     secrets.install_log_masking()  # -v logs kfp's requests and answers
     return kfp_client.connect(host=args.host, namespace=args.namespace, token=args.token,
                               sa_token_path=args.sa_token_path, kube_context=args.kube_context,
-                              ui_host=args.ui_host, kfp_namespace=args.kfp_namespace)
+                              ui_host=args.ui_host, kfp_namespace=args.kfp_namespace, cookies=cookies or None)
 
 
 def _package_and_params(args: argparse.Namespace, workdir: str) -> tuple[Package, dict]:

@@ -39,7 +39,7 @@ TINY_REGISTRY = {"tiny-eval": (__name__, "tiny_eval")}
 @pytest.fixture(autouse=True)
 def _clean_kfp_env(monkeypatch):
     """The client reads these; a developer's shell must not change what the tests send."""
-    for name in ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_TOKEN",
+    for name in ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_TOKEN", "KF_PIPELINES_COOKIES",
                  "KF_PIPELINES_SA_TOKEN_PATH", "KF_PIPELINES_DEFAULT_EXPERIMENT_NAME",
                  "KF_PIPELINES_OVERRIDE_EXPERIMENT_NAME", "KF_PIPELINES_IAP_OAUTH2_CLIENT_ID"):
         monkeypatch.delenv(name, raising=False)
@@ -192,6 +192,26 @@ def test_namespace_and_service_account_token_file(server, package, tmp_path, cap
     (created,) = server.requests_to("POST", "/experiments")
     assert created.body["namespace"] == "team-a"
     assert all(r.headers.get("authorization") == "Bearer projected-token" for r in server.requests)
+
+
+def test_session_cookies_go_with_every_request_and_are_masked(server, package, capsys, monkeypatch):
+    """A Kubeflow Platform login's session cookies (the API behind the platform's ingress, from outside the
+    cluster): kfp.Client sends them as the Cookie header of every request (client.py,
+    ``kfp_server_api.ApiClient(config, cookie=cookies)``), from $KF_PIPELINES_COOKIES or --cookies."""
+    from savflow.common import secrets
+
+    monkeypatch.setenv(kfp_client.COOKIES_ENV, "oauth2_proxy_kubeflow=env-c00kie-value")
+    assert cli(["submit", str(package), "--host", server.url, "--experiment", "e"], capsys)[0] == 0
+    assert server.requests and all(r.headers.get("cookie") == "oauth2_proxy_kubeflow=env-c00kie-value"
+                                   for r in server.requests)
+    monkeypatch.delenv(kfp_client.COOKIES_ENV)
+    sent = len(server.requests)
+    header = "oauth2_proxy_kubeflow=flag-c00kie-value; _csrf=csrf-c00kie-value"
+    assert cli(["submit", str(package), "--host", server.url, "--experiment", "e", "--cookies", header],
+               capsys)[0] == 0
+    assert all(r.headers.get("cookie") == header for r in server.requests[sent:])
+    masked = secrets.mask(f"Cookie: {header}; again: flag-c00kie-value, csrf-c00kie-value, env-c00kie-value")
+    assert "c00kie" not in masked, masked
 
 
 def test_profile_namespace_does_not_move_api_discovery(server, package, tmp_path, capsys, monkeypatch):

@@ -45,7 +45,7 @@ KEY_FILE_MAX_BYTES = 1 << 20
 
 # name parts that mark a secret, and endings of a part that do (APITOKEN, ACCESSKEY, DBPASSWORD)
 SECRET_PARTS = frozenset({"TOKEN", "TOKENS", "KEY", "KEYS", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASSPHRASE",
-                          "CREDENTIAL", "CREDENTIALS", "CREDS", "APIKEY", "AUTH", "AUTHORIZATION", "COOKIE",
+                          "CREDENTIAL", "CREDENTIALS", "CREDS", "APIKEY", "AUTH", "AUTHORIZATION", "COOKIE", "COOKIES",
                           "SIGNATURE"})
 SECRET_ENDINGS = ("TOKEN", "SECRET", "PASSWORD", "APIKEY", "ACCESSKEY", "SECRETKEY", "PRIVATEKEY")
 # last name parts whose value is where a secret lives, not the secret
