@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
 COOKIES_ENV = "KF_PIPELINES_COOKIES"
+CA_CERT_ENV = "KF_PIPELINES_CA_CERT"
 # Where a standard Kubeflow install runs the KFP API server (kfp.Client's own default).
 DEFAULT_KFP_NAMESPACE = "kubeflow"
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
@@ -110,7 +111,7 @@ def _client_class() -> type:
 def connect(host: str | None = None, namespace: str | None = None, token: str | None = None,
             sa_token_path: str | None = None, kube_context: str | None = None,
             ui_host: str | None = None, kfp_namespace: str = DEFAULT_KFP_NAMESPACE,
-            cookies: str | None = None) -> Connection:
+            cookies: str | None = None, ca_cert: str | None = None) -> Connection:
     """Make a ``kfp.Client``.
 
     Two namespaces, which kfp.Client's constructor conflates: ``kfp_namespace`` is where Kubeflow Pipelines is
@@ -130,11 +131,16 @@ def connect(host: str | None = None, namespace: str | None = None, token: str | 
     ``oauth2_proxy_kubeflow``), which kfp.Client sends as the ``Cookie`` header of every request (client.py:
     ``kfp_server_api.ApiClient(config, cookie=cookies)``; without them it takes ``client_authentication_cookie``
     from its ``~/.config/kfp/context.json``).
+
+    ``ca_cert`` (else ``$KF_PIPELINES_CA_CERT``): a PEM file of the CA that signed the endpoint's TLS certificate
+    (an internal CA); kfp.Client sets it as its configuration's ``ssl_ca_cert`` (client.py ``_load_config``),
+    the only CAs it then trusts. Without it, the CAs bundled with the client (certifi).
     """
     from kfp.client import ServiceAccountTokenVolumeCredentials
 
     token = token or os.environ.get(TOKEN_ENV) or None
     cookies = cookies or os.environ.get(COOKIES_ENV) or None
+    ca_cert = ca_cert or os.environ.get(CA_CERT_ENV) or None
     credentials = ServiceAccountTokenVolumeCredentials(sa_token_path) if sa_token_path and not token else None
     host = host or os.environ.get("KF_PIPELINES_ENDPOINT") or None
     kfp_namespace = kfp_namespace or DEFAULT_KFP_NAMESPACE
@@ -146,7 +152,7 @@ def connect(host: str | None = None, namespace: str | None = None, token: str | 
                                 category=FutureWarning)
         client = _client_class()(host=host, namespace=constructor_namespace, existing_token=token,
                                  credentials=credentials, kube_context=kube_context, ui_host=ui_host,
-                                 cookies=cookies)
+                                 cookies=cookies, ssl_ca_cert=ca_cert)
     if not host and (namespace or kfp_namespace != DEFAULT_KFP_NAMESPACE):
         # The constructor takes a non-default namespace as the user's too (client.py: "If custom namespace
         # provided, overwrite ... context settings"); the user's is the one kfp must fall back to.

@@ -106,6 +106,13 @@ def _register_compile(sub: argparse._SubParsersAction) -> None:
 
 # --- shared options -------------------------------------------------------------------------------------------
 
+def _pem_file(path: str) -> str:
+    """``--ca-cert``: an existing file, refused at parsing (exit 2) rather than at the first request."""
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"no such file: {path}")
+    return path
+
+
 def connection_options() -> argparse.ArgumentParser:
     from savflow.pipelines import kfp_client
 
@@ -131,6 +138,9 @@ def connection_options() -> argparse.ArgumentParser:
     g.add_argument("--sa-token-path", default=os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"),
                    help="projected service-account token file, re-read on each request (in a pod; default: "
                         "$KF_PIPELINES_SA_TOKEN_PATH)")
+    g.add_argument("--ca-cert", type=_pem_file, default=os.environ.get(kfp_client.CA_CERT_ENV), metavar="PEM",
+                   help=f"CA certificate(s) that signed the endpoint's TLS certificate, when it is not a public CA "
+                        f"(default: ${kfp_client.CA_CERT_ENV})")
     g.add_argument("--kube-context", help="kubeconfig context, when neither --host nor a token is given")
     return p
 
@@ -166,7 +176,8 @@ def connect_from_args(args: argparse.Namespace) -> Connection:
     secrets.install_log_masking()  # -v logs kfp's requests and answers
     return kfp_client.connect(host=args.host, namespace=args.namespace, token=args.token,
                               sa_token_path=args.sa_token_path, kube_context=args.kube_context,
-                              ui_host=args.ui_host, kfp_namespace=args.kfp_namespace, cookies=cookies or None)
+                              ui_host=args.ui_host, kfp_namespace=args.kfp_namespace, cookies=cookies or None,
+                              ca_cert=args.ca_cert)
 
 
 def _package_and_params(args: argparse.Namespace, workdir: str) -> tuple[Package, dict]:

@@ -42,6 +42,7 @@ import itertools
 import json
 import re
 import socket
+import ssl
 import threading
 import uuid
 from dataclasses import dataclass
@@ -90,9 +91,10 @@ def _now() -> str:
 
 
 class KfpFakeServer:
-    """Thread-based HTTP server on 127.0.0.1 and a free port; use as a context manager or start()/stop()."""
+    """Thread-based HTTP server on 127.0.0.1 and a free port; use as a context manager or start()/stop().
+    ``tls``: (certificate chain PEM, key PEM) to serve HTTPS instead, as a platform's ingress does."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self.final_state: str | None = "SUCCEEDED"
         self.polls_to_finish = 2
         self.multi_user = False
@@ -109,13 +111,18 @@ class KfpFakeServer:
         self._order: dict[str, int] = {}
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._scheme = "https" if tls else "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="kfp-fake", daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     def start(self) -> KfpFakeServer:
         self._thread.start()

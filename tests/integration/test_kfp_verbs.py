@@ -40,7 +40,7 @@ TINY_REGISTRY = {"tiny-eval": (__name__, "tiny_eval")}
 def _clean_kfp_env(monkeypatch):
     """The client reads these; a developer's shell must not change what the tests send."""
     for name in ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_TOKEN", "KF_PIPELINES_COOKIES",
-                 "KF_PIPELINES_SA_TOKEN_PATH", "KF_PIPELINES_DEFAULT_EXPERIMENT_NAME",
+                 "KF_PIPELINES_CA_CERT", "KF_PIPELINES_SA_TOKEN_PATH", "KF_PIPELINES_DEFAULT_EXPERIMENT_NAME",
                  "KF_PIPELINES_OVERRIDE_EXPERIMENT_NAME", "KF_PIPELINES_IAP_OAUTH2_CLIENT_ID"):
         monkeypatch.delenv(name, raising=False)
 
@@ -212,6 +212,68 @@ def test_session_cookies_go_with_every_request_and_are_masked(server, package, c
     assert all(r.headers.get("cookie") == header for r in server.requests[sent:])
     masked = secrets.mask(f"Cookie: {header}; again: flag-c00kie-value, csrf-c00kie-value, env-c00kie-value")
     assert "c00kie" not in masked, masked
+
+
+def _internal_ca(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A CA of its own and a certificate it signed for 127.0.0.1: (CA PEM, server certificate PEM, key PEM)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("test internal CA")).issuer_name(name("test internal CA"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(hours=1))
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False),
+                         critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    server = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+              .public_key(key.public_key()).serial_number(2).not_valid_before(now - dt.timedelta(hours=1))
+              .not_valid_after(now + dt.timedelta(days=1))
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                             critical=False)
+              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                             critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    paths = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def test_an_endpoint_signed_by_an_internal_ca_needs_its_ca_certificate(package, tmp_path, capsys, monkeypatch):
+    """kfp.Client trusts its bundled CAs unless given ``ssl_ca_cert`` (client.py ``_load_config``): an
+    endpoint whose certificate an internal CA signed is refused (exit 1, the TLS error named) until --ca-cert or
+    $KF_PIPELINES_CA_CERT names that CA; a file that is not there is a usage error before anything is sent."""
+    ca, cert, key = _internal_ca(tmp_path)
+    with KfpFakeServer(tls=(str(cert), str(key))) as tls_server:
+        rc, _, err = cli(["submit", str(package), "--host", tls_server.url, "--experiment", "e"], capsys)
+        assert rc == 1 and "cannot reach the KFP API" in err and "CERTIFICATE_VERIFY_FAILED" in err, err
+        assert not tls_server.requests
+        rc, out, err = cli(["submit", str(package), "--host", tls_server.url, "--experiment", "e",
+                            "--ca-cert", str(ca)], capsys)
+        assert rc == 0, err
+        assert tls_server.requests_to("POST", "/runs") and "run_id" in fields(out)
+        monkeypatch.setenv(kfp_client.CA_CERT_ENV, str(ca))
+        assert cli(["submit", str(package), "--host", tls_server.url, "--experiment", "e"], capsys)[0] == 0
+    with pytest.raises(SystemExit) as usage:
+        cli(["submit", str(package), "--host", "https://127.0.0.1:9", "--ca-cert", str(tmp_path / "none.pem")],
+            capsys)
+    assert usage.value.code == 2 and f"--ca-cert: no such file: {tmp_path / 'none.pem'}" in capsys.readouterr().err
 
 
 def test_profile_namespace_does_not_move_api_discovery(server, package, tmp_path, capsys, monkeypatch):
