@@ -2,9 +2,10 @@
 
 The compiled files under ``pipelines/compiled/`` are what users upload by hand and what reviewers diff, so they
 must be exactly what the code compiles to today: :func:`is_stale` compiles afresh into a temporary folder and
-compares the text. The KFP compiler writes YAML with sorted keys and no timestamps, so the same code always gives
-the same bytes; writes go through a temporary file and a rename, so an interrupted compile never leaves half a
-file behind. Pipeline modules are imported only when a pipeline is asked for: listing names needs no kfp import.
+compares the YAML documents. The KFP compiler writes them with sorted keys and no timestamps, but its header
+comment prints dict defaults (``tolerations``) in an order that varies between processes, so a file whose
+documents are unchanged is left as it is (a compile of unchanged code changes no committed byte); writes go
+through a temporary file and a rename, so an interrupted compile never leaves half a file behind. Pipeline modules are imported only when a pipeline is asked for: listing names needs no kfp import.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def load_pipeline(name: str, registry: Mapping[str, tuple[str, str]] = PIPELINES
 
 def compile_pipeline(name: str, package_path: str | Path,
                      registry: Mapping[str, tuple[str, str]] = PIPELINES) -> Path:
-    """Compile one registered pipeline to ``package_path`` (a ``.yaml`` file), atomically."""
+    """Compile one registered pipeline to ``package_path`` (a ``.yaml`` file), atomically; a file already there
+    with the same documents is kept byte for byte."""
     from kfp import compiler
 
     package_path = Path(package_path)
@@ -54,7 +56,8 @@ def compile_pipeline(name: str, package_path: str | Path,
     os.chmod(tmp, 0o644)
     try:
         compiler.Compiler().compile(pipeline_func=load_pipeline(name, registry), package_path=tmp)
-        os.replace(tmp, package_path)
+        if not (package_path.is_file() and _same_documents(package_path.read_text(), Path(tmp).read_text())):
+            os.replace(tmp, package_path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -78,10 +81,10 @@ def is_stale(compiled_dir: str | Path = COMPILED_DIR, names: Iterable[str] | Non
         for name in _names(names, registry):
             fresh = compile_pipeline(name, Path(tmp) / f"{name}.yaml", registry).read_text()
             committed = Path(compiled_dir) / f"{name}.yaml"
-            if not committed.is_file() or _documents(committed.read_text()) != _documents(fresh):
+            if not committed.is_file() or not _same_documents(committed.read_text(), fresh):
                 stale.append(name)
     return stale
 
 
-def _documents(text: str) -> list:
-    return list(yaml.safe_load_all(text))
+def _same_documents(a: str, b: str) -> bool:
+    return list(yaml.safe_load_all(a)) == list(yaml.safe_load_all(b))

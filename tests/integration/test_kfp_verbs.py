@@ -464,6 +464,20 @@ def test_compile_all_and_staleness(tmp_path):
         compile_mod.compile_all(tmp_path, ["nope"], registry=TINY_REGISTRY)
 
 
+def test_compile_keeps_a_file_whose_documents_are_unchanged(tmp_path):
+    """KFP's header comment prints dict defaults in a per-process order; only the documents decide a rewrite."""
+    (path,) = compile_mod.compile_all(tmp_path, registry=TINY_REGISTRY)
+    commented = path.read_text().replace("# PIPELINE DEFINITION", "# PIPELINE DEFINITION (header order aside)", 1)
+    assert commented != path.read_text()
+    path.write_text(commented)
+    compile_mod.compile_all(tmp_path, registry=TINY_REGISTRY)
+    assert path.read_text() == commented, "same documents: the file is left as it was"
+    path.write_text(commented.replace("sav_000001", "sav_000009"))
+    compile_mod.compile_all(tmp_path, registry=TINY_REGISTRY)
+    assert "sav_000009" not in path.read_text() and "sav_000001" in path.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-eval.yaml"], "no temporary files left behind"
+
+
 def test_compile_output_is_identical_across_processes(tmp_path, package):
     """Another interpreter, another hash seed: byte-identical YAML, so the committed files can be diffed."""
     script = textwrap.dedent(f"""
