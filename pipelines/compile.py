@@ -5,7 +5,8 @@ must be exactly what the code compiles to today: :func:`is_stale` compiles afres
 compares the YAML documents. The KFP compiler writes them with sorted keys and no timestamps, but its header
 comment prints dict defaults (``tolerations``) in an order that varies between processes, so a file whose
 documents are unchanged is left as it is (a compile of unchanged code changes no committed byte); writes go
-through a temporary file and a rename, so an interrupted compile never leaves half a file behind. Pipeline modules are imported only when a pipeline is asked for: listing names needs no kfp import.
+through a temporary file and a rename, so an interrupted compile never leaves half a file behind. Pipeline
+modules are imported only when a pipeline is asked for: listing names needs no kfp import.
 """
 
 from __future__ import annotations
