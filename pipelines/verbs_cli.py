@@ -235,6 +235,10 @@ def _submit(args: argparse.Namespace) -> int:
             package, values = _package_and_params(args, workdir)
         except ValueError as exc:
             return _err("submit", str(exc), _EXIT_INVALID)
+        if args.dry_run:
+            print(json.dumps({"pipeline": package.name, "experiment": args.experiment, "run_name": args.run_name,
+                              "parameters": values}, indent=2, sort_keys=True))
+            return 0
 
         def call() -> int:
             result = kfp_client.submit(
@@ -269,6 +273,9 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
                    help="seconds to wait with --wait before giving up with exit 1 (default: %(default)g)")
     p.add_argument("--poll-interval", type=float, default=10.0,
                    help="seconds between state checks with --wait (default: %(default)g)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the pipeline and its parameters, print them as JSON (typed as they would be "
+                        "sent) and exit without contacting KFP")
     p.set_defaults(func=_submit)
 
 

@@ -103,6 +103,18 @@ def test_submit_creates_experiment_and_run_with_typed_params(server, package, tm
     assert not server.requests_to("GET", f"/runs/{run_id}"), "no --wait: the run is not polled"
 
 
+def test_submit_dry_run_prints_the_typed_parameters_and_sends_nothing(server, package, capsys):
+    rc, out, err = cli(["submit", str(package), "--host", server.url, "--experiment", "nightly", "--dry-run",
+                        "--param", "shards=4", "--param", "checkpoint=007", "--param", "videos=[\"sav_000002\"]"],
+                       capsys)
+    assert rc == 0, err
+    assert json.loads(out) == {"pipeline": "tiny-eval", "experiment": "nightly", "run_name": None,
+                               "parameters": {"shards": 4, "checkpoint": "007", "videos": ["sav_000002"]}}
+    assert server.requests == []
+    rc, _, err = cli(["submit", str(package), "--host", server.url, "--dry-run", "--param", "shards=four"], capsys)
+    assert rc == 2 and "shards" in err and server.requests == []
+
+
 def test_submit_reuses_an_existing_experiment(server, package, capsys):
     for _ in range(2):
         assert cli(["submit", str(package), "--host", server.url, "--experiment", "nightly"], capsys)[0] == 0
