@@ -161,6 +161,9 @@ def _run_options() -> argparse.ArgumentParser:
     g.add_argument("--pipeline-root", help="artifact root for the run, e.g. gs://bucket/kfp (default: the "
                                            "pipeline's or the cluster's)")
     g.add_argument("--service-account", help="Kubernetes service account the run's pods use")
+    g.add_argument("--dry-run", action="store_true",
+                   help="check the pipeline and its parameters (and the schedule), print what would be sent as "
+                        "JSON, parameters typed as they would be, and exit without contacting KFP")
     return p
 
 
@@ -227,6 +230,12 @@ def _call_api(command: str, call: Callable[[], int], *, refused: int = 1) -> int
 
 # --- submit ---------------------------------------------------------------------------------------------------
 
+def _dry_run(package: Package, values: dict, **settings: Any) -> int:
+    """``--dry-run``: what would be sent, as JSON on stdout; exit 0."""
+    print(json.dumps({"pipeline": package.name, **settings, "parameters": values}, indent=2, sort_keys=True))
+    return 0
+
+
 def _submit(args: argparse.Namespace) -> int:
     from savflow.pipelines import kfp_client
 
@@ -236,9 +245,7 @@ def _submit(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return _err("submit", str(exc), _EXIT_INVALID)
         if args.dry_run:
-            print(json.dumps({"pipeline": package.name, "experiment": args.experiment, "run_name": args.run_name,
-                              "parameters": values}, indent=2, sort_keys=True))
-            return 0
+            return _dry_run(package, values, experiment=args.experiment, run_name=args.run_name)
 
         def call() -> int:
             result = kfp_client.submit(
@@ -273,9 +280,6 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
                    help="seconds to wait with --wait before giving up with exit 1 (default: %(default)g)")
     p.add_argument("--poll-interval", type=float, default=10.0,
                    help="seconds between state checks with --wait (default: %(default)g)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="check the pipeline and its parameters, print them as JSON (typed as they would be "
-                        "sent) and exit without contacting KFP")
     p.set_defaults(func=_submit)
 
 
@@ -302,6 +306,10 @@ def _schedule_create(args: argparse.Namespace) -> int:
             schedules.check_schedule(args.cron, args.max_concurrency, args.start_time, args.end_time)
         except ValueError as exc:
             return _err("schedule create", str(exc), _EXIT_INVALID)
+        if args.dry_run:
+            from savflow.pipelines.cron import to_kfp_cron
+
+            return _dry_run(package, values, experiment=args.experiment, name=args.name, cron=to_kfp_cron(args.cron))
 
         def call() -> int:
             created = schedules.create_schedule(

@@ -103,7 +103,7 @@ def test_submit_creates_experiment_and_run_with_typed_params(server, package, tm
     assert not server.requests_to("GET", f"/runs/{run_id}"), "no --wait: the run is not polled"
 
 
-def test_submit_dry_run_prints_the_typed_parameters_and_sends_nothing(server, package, capsys):
+def test_dry_run_prints_the_typed_parameters_and_sends_nothing(server, package, capsys):
     rc, out, err = cli(["submit", str(package), "--host", server.url, "--experiment", "nightly", "--dry-run",
                         "--param", "shards=4", "--param", "checkpoint=007", "--param", "videos=[\"sav_000002\"]"],
                        capsys)
@@ -113,6 +113,12 @@ def test_submit_dry_run_prints_the_typed_parameters_and_sends_nothing(server, pa
     assert server.requests == []
     rc, _, err = cli(["submit", str(package), "--host", server.url, "--dry-run", "--param", "shards=four"], capsys)
     assert rc == 2 and "shards" in err and server.requests == []
+    rc, out, err = cli(["schedule", "create", "--pipeline", str(package), "--host", server.url, "--name", "nightly",
+                        "--cron", "0 3 * * *", "--dry-run", "--param", "shards=2"], capsys)
+    assert rc == 0, err
+    assert json.loads(out) == {"pipeline": "tiny-eval", "experiment": "Default", "name": "nightly",
+                               "cron": "0 0 3 * * *", "parameters": {"shards": 2}}
+    assert server.requests == []
 
 
 def test_submit_reuses_an_existing_experiment(server, package, capsys):
