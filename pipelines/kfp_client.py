@@ -122,10 +122,11 @@ def connect(host: str | None = None, namespace: str | None = None, token: str | 
     namespace (sdk/python/kfp/client/client.py, ``_load_config``: ``_IN_CLUSTER_DNS_NAME.format(namespace)`` and
     ``_KUBE_PROXY_PATH.format(namespace)``).
 
-    Credentials, first that applies: ``token`` (else ``$KF_PIPELINES_TOKEN``) as a bearer token; a projected
-    service-account token file ``sa_token_path`` (re-read on every request, as the kubelet rotates it); else
-    whatever kfp.Client finds itself (IAP client id from ``$KF_PIPELINES_IAP_OAUTH2_CLIENT_ID``, the in-cluster
-    config, or the kubeconfig's API-server proxy when no host is given). With any of them, ``cookies`` (else
+    Credentials (masked in this process's logs from here on, :mod:`savflow.common.secrets`), first that
+    applies: ``token`` (else ``$KF_PIPELINES_TOKEN``) as a bearer token; a projected service-account token file
+    ``sa_token_path`` (re-read on every request, as the kubelet rotates it); else whatever kfp.Client finds itself
+    (IAP client id from ``$KF_PIPELINES_IAP_OAUTH2_CLIENT_ID``, the in-cluster config, or the kubeconfig's
+    API-server proxy when no host is given). With any of them, ``cookies`` (else
     ``$KF_PIPELINES_COOKIES``): the session cookies of a Kubeflow Platform login, for the API behind the
     platform's ingress from outside the cluster (``name=value``, several joined by ``; ``, e.g. oauth2-proxy's
     ``oauth2_proxy_kubeflow``), which kfp.Client sends as the ``Cookie`` header of every request (client.py:
@@ -138,8 +139,13 @@ def connect(host: str | None = None, namespace: str | None = None, token: str | 
     """
     from kfp.client import ServiceAccountTokenVolumeCredentials
 
+    from savflow.common import secrets
+
     token = token or os.environ.get(TOKEN_ENV) or None
     cookies = cookies or os.environ.get(COOKIES_ENV) or None
+    # masked from now on, however they came (a flag, or a variable whose name does not say secret)
+    for secret in (token, cookies, *(c.partition("=")[2].strip() for c in (cookies or "").split(";"))):
+        secrets.add_secret(secret)
     ca_cert = ca_cert or os.environ.get(CA_CERT_ENV) or None
     credentials = ServiceAccountTokenVolumeCredentials(sa_token_path) if sa_token_path and not token else None
     host = host or os.environ.get("KF_PIPELINES_ENDPOINT") or None

@@ -171,15 +171,10 @@ def connect_from_args(args: argparse.Namespace) -> Connection:
     from savflow.common import secrets
     from savflow.pipelines import kfp_client
 
-    secrets.add_secret(args.token)  # a token given as a flag is masked like $KF_PIPELINES_TOKEN
-    cookies = args.cookies or os.environ.get(kfp_client.COOKIES_ENV) or ""
-    secrets.add_secret(cookies)  # the whole Cookie header, and each cookie's value on its own
-    for cookie in cookies.split(";"):
-        secrets.add_secret(cookie.partition("=")[2].strip())
-    secrets.install_log_masking()  # -v logs kfp's requests and answers
+    secrets.install_log_masking()  # -v logs kfp's requests and answers; connect() adds the credentials it uses
     return kfp_client.connect(host=args.host, namespace=args.namespace, token=args.token,
                               sa_token_path=args.sa_token_path, kube_context=args.kube_context,
-                              ui_host=args.ui_host, kfp_namespace=args.kfp_namespace, cookies=cookies or None,
+                              ui_host=args.ui_host, kfp_namespace=args.kfp_namespace, cookies=args.cookies,
                               ca_cert=args.ca_cert)
 
 
